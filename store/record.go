@@ -1,0 +1,264 @@
+package store
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"math"
+	"net/mail"
+	"sort"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// TimeFormat is how every timestamp is written: RFC 3339, UTC, milliseconds.
+const TimeFormat = "2006-01-02T15:04:05.000Z07:00"
+
+// CreatedViaAPI tags records created through the API (REST or MCP).
+const CreatedViaAPI = "api"
+
+// Record is one CRM record of any resource. Fields holds the resource's
+// user-settable fields: string or float64 values only; an absent key is null.
+type Record struct {
+	Resource    *Resource
+	ID          string
+	WorkspaceID string
+	Fields      map[string]any
+	CreatedAt   time.Time
+	UpdatedAt   time.Time
+	CreatedVia  string
+	APIKeyID    string
+}
+
+// MarshalJSON writes the record flat, with every field of its resource
+// (null when unset) in declaration order. The workspace id is not written:
+// it is always the caller's own.
+func (r Record) MarshalJSON() ([]byte, error) {
+	var b bytes.Buffer
+	b.WriteString(`{"id":`)
+	writeJSON(&b, r.ID)
+	if r.Resource != nil {
+		for _, f := range r.Resource.Fields {
+			b.WriteString(`,"` + f.Name + `":`)
+			writeJSON(&b, r.Fields[f.Name])
+		}
+	}
+	b.WriteString(`,"created_at":`)
+	writeJSON(&b, r.CreatedAt.UTC().Format(TimeFormat))
+	b.WriteString(`,"updated_at":`)
+	writeJSON(&b, r.UpdatedAt.UTC().Format(TimeFormat))
+	b.WriteString(`,"created_via":`)
+	writeJSON(&b, r.CreatedVia)
+	b.WriteString(`,"api_key_id":`)
+	writeJSON(&b, r.APIKeyID)
+	b.WriteByte('}')
+	return b.Bytes(), nil
+}
+
+func writeJSON(b *bytes.Buffer, v any) {
+	out, err := json.Marshal(v)
+	if err != nil { // only strings, float64 and nil are stored; cannot happen
+		out = []byte("null")
+	}
+	b.Write(out)
+}
+
+// UnmarshalJSON reads a record written by MarshalJSON. Set Resource first to
+// keep only that resource's fields; otherwise every other key lands in Fields.
+func (r *Record) UnmarshalJSON(data []byte) error {
+	var m map[string]any
+	if err := json.Unmarshal(data, &m); err != nil {
+		return err
+	}
+	str := func(k string) string { s, _ := m[k].(string); delete(m, k); return s }
+	tm := func(k string) (time.Time, error) {
+		s := str(k)
+		if s == "" {
+			return time.Time{}, nil
+		}
+		return time.Parse(time.RFC3339Nano, s)
+	}
+	r.ID = str("id")
+	r.CreatedVia = str("created_via")
+	r.APIKeyID = str("api_key_id")
+	var err error
+	if r.CreatedAt, err = tm("created_at"); err != nil {
+		return err
+	}
+	if r.UpdatedAt, err = tm("updated_at"); err != nil {
+		return err
+	}
+	r.Fields = map[string]any{}
+	for k, v := range m {
+		if v == nil {
+			continue
+		}
+		if r.Resource != nil {
+			if _, ok := r.Resource.Field(k); !ok {
+				continue
+			}
+		}
+		r.Fields[k] = v
+	}
+	return nil
+}
+
+// ignoredInput are keys a client may send on create that are silently
+// ignored: server-managed fields (often echoed back from a previous read)
+// and tenant ids, which always come from the API key.
+var ignoredInput = map[string]bool{
+	"id": true, "created_at": true, "updated_at": true, "created_via": true, "api_key_id": true,
+	"workspace_id": true, "company_id": true,
+}
+
+// ValidateCreate checks a create request body and returns the normalized
+// field values. Errors are bad_request and name the offending field.
+// References are checked for shape here and for existence by Scoped.
+func (r *Resource) ValidateCreate(input map[string]any) (map[string]any, error) {
+	if input == nil {
+		return nil, Errorf(EBADREQUEST, "The request body must be a JSON object.")
+	}
+	var unknown []string
+	for k := range input {
+		if _, ok := r.Field(k); !ok && !ignoredInput[k] {
+			unknown = append(unknown, k)
+		}
+	}
+	if len(unknown) > 0 {
+		sort.Strings(unknown)
+		return nil, &Error{Code: EBADREQUEST, Field: unknown[0],
+			Message: fmt.Sprintf("Unknown field(s) for %s: %s.", r.Singular, strings.Join(quoteAll(unknown), ", "))}
+	}
+	out := make(map[string]any, len(r.Fields))
+	for _, f := range r.Fields {
+		v, err := f.normalize(input[f.Name])
+		if err != nil {
+			return nil, err
+		}
+		if v == nil {
+			v = f.Default
+		}
+		if v == nil {
+			if f.Required {
+				return nil, FieldError(f.Name, "is required.")
+			}
+			continue
+		}
+		out[f.Name] = v
+	}
+	if len(r.OneOfRequired) > 0 {
+		found := false
+		for _, name := range r.OneOfRequired {
+			if out[name] != nil {
+				found = true
+			}
+		}
+		if !found {
+			return nil, FieldError(r.OneOfRequired[0], "at least one of %s is required.", strings.Join(r.OneOfRequired, ", "))
+		}
+	}
+	return out, nil
+}
+
+func quoteAll(s []string) []string {
+	out := make([]string, len(s))
+	for i, v := range s {
+		out[i] = fmt.Sprintf("%q", v)
+	}
+	return out
+}
+
+// normalize validates one input value. It returns nil for an absent, null or
+// empty value.
+func (f Field) normalize(v any) (any, error) {
+	if v == nil {
+		return nil, nil
+	}
+	if f.Type == FieldNumber {
+		n, ok := v.(float64)
+		if !ok {
+			if jn, isNum := v.(json.Number); isNum {
+				var err error
+				if n, err = jn.Float64(); err != nil {
+					return nil, FieldError(f.Name, "must be a number.")
+				}
+				ok = true
+			}
+		}
+		if !ok {
+			return nil, FieldError(f.Name, "must be a number, got %s.", jsonType(v))
+		}
+		if math.IsNaN(n) || math.IsInf(n, 0) || n < 0 {
+			return nil, FieldError(f.Name, "must be a number >= 0.")
+		}
+		return n, nil
+	}
+	s, ok := v.(string)
+	if !ok {
+		return nil, FieldError(f.Name, "must be a string, got %s.", jsonType(v))
+	}
+	if !utf8.ValidString(s) {
+		return nil, FieldError(f.Name, "must be valid UTF-8.")
+	}
+	if strings.ContainsRune(s, 0) {
+		return nil, FieldError(f.Name, "must not contain NUL characters.")
+	}
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return nil, nil
+	}
+	if f.MaxLen > 0 && utf8.RuneCountInString(s) > f.MaxLen {
+		return nil, FieldError(f.Name, "must be at most %d characters.", f.MaxLen)
+	}
+	switch f.Type {
+	case FieldEmail:
+		a, err := mail.ParseAddress(s)
+		if err != nil || a.Address != s {
+			return nil, FieldError(f.Name, "must be a valid email address.")
+		}
+	case FieldCurrency:
+		s = strings.ToUpper(s)
+		if len(s) != 3 || strings.Trim(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZ") != "" {
+			return nil, FieldError(f.Name, "must be a three-letter ISO 4217 currency code such as USD.")
+		}
+	case FieldDate:
+		if _, err := time.Parse("2006-01-02", s); err == nil {
+			return s, nil
+		}
+		t, err := time.Parse(time.RFC3339Nano, s)
+		if err != nil {
+			return nil, FieldError(f.Name, "must be a date (YYYY-MM-DD) or an RFC 3339 timestamp.")
+		}
+		return t.UTC().Format(time.RFC3339Nano), nil
+	case FieldEnum:
+		for _, e := range f.Enum {
+			if strings.EqualFold(e, s) {
+				return e, nil
+			}
+		}
+		return nil, FieldError(f.Name, "must be one of %s.", strings.Join(f.Enum, ", "))
+	case FieldRef:
+		if !ValidID(s) {
+			return nil, FieldError(f.Name, "is not a valid id.")
+		}
+	}
+	return s, nil
+}
+
+func jsonType(v any) string {
+	switch v.(type) {
+	case string:
+		return "a string"
+	case float64, json.Number:
+		return "a number"
+	case bool:
+		return "a boolean"
+	case []any:
+		return "an array"
+	case map[string]any:
+		return "an object"
+	default:
+		return fmt.Sprintf("%T", v)
+	}
+}

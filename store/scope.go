@@ -1,0 +1,152 @@
+package store
+
+import (
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+)
+
+// Scope is a permission carried by an API key, such as "read:accounts".
+type Scope string
+
+// ScopeUsage lets a key read the workspace's usage counts and logs.
+const ScopeUsage Scope = "read:usage"
+
+// ReadScope and WriteScope return the scopes guarding a resource.
+func ReadScope(resource string) Scope  { return Scope("read:" + resource) }
+func WriteScope(resource string) Scope { return Scope("write:" + resource) }
+
+// AllScopes lists every scope a key can be given, in a stable order.
+func AllScopes() []Scope {
+	var out []Scope
+	for _, r := range Resources {
+		out = append(out, ReadScope(r.Name), WriteScope(r.Name))
+	}
+	return append(out, ScopeUsage)
+}
+
+// ValidScope reports whether s is a known scope.
+func ValidScope(s Scope) bool { return slices.Contains(AllScopes(), s) }
+
+// ParseScopes parses a comma-separated scope list ("read:accounts,write:notes"),
+// rejecting unknown names and removing duplicates. The result is sorted.
+func ParseScopes(s string) ([]Scope, error) {
+	var names []string
+	for _, part := range strings.Split(s, ",") {
+		if part = strings.TrimSpace(part); part != "" {
+			names = append(names, part)
+		}
+	}
+	return NormalizeScopes(names)
+}
+
+// NormalizeScopes validates scope names, removes duplicates and sorts them.
+func NormalizeScopes(names []string) ([]Scope, error) {
+	if len(names) == 0 {
+		return nil, FieldError("scopes", "at least one scope is required (known scopes: %s)", scopeList())
+	}
+	seen := map[Scope]bool{}
+	var out []Scope
+	for _, n := range names {
+		sc := Scope(strings.TrimSpace(n))
+		if !ValidScope(sc) {
+			return nil, FieldError("scopes", "unknown scope %q (known scopes: %s)", n, scopeList())
+		}
+		if !seen[sc] {
+			seen[sc] = true
+			out = append(out, sc)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out, nil
+}
+
+func scopeList() string {
+	var s []string
+	for _, sc := range AllScopes() {
+		s = append(s, string(sc))
+	}
+	return strings.Join(s, ", ")
+}
+
+// Action is what an operation does to its resource.
+type Action string
+
+const (
+	ActionList   Action = "list"
+	ActionGet    Action = "get"
+	ActionCreate Action = "create"
+	// Operations not about one CRM resource.
+	ActionWhoami      Action = "whoami"
+	ActionUsageCounts Action = "usage_counts"
+	ActionUsageLogs   Action = "usage_logs"
+)
+
+// Operation is one entry of the operation table: every scoped operation the
+// product offers, with the one scope it requires. REST routes, MCP tools and
+// the API documentation are all derived from this table, and Scoped checks
+// the same scope again when the operation runs.
+type Operation struct {
+	// Name is the operation's stable identifier, also its MCP tool name
+	// (snake_case verb_noun: "list_accounts").
+	Name     string
+	Action   Action
+	Resource *Resource // nil for operations not about a CRM resource
+	Scope    Scope     // "" when any valid key may call it
+	ReadOnly bool
+	Summary  string
+}
+
+// Operations is the operation table.
+var Operations = buildOperations()
+
+func buildOperations() []Operation {
+	var ops []Operation
+	for _, r := range Resources {
+		ops = append(ops,
+			Operation{Name: "list_" + r.Name, Action: ActionList, Resource: r, Scope: ReadScope(r.Name), ReadOnly: true,
+				Summary: fmt.Sprintf("List %s in the workspace, newest first.", r.Name)},
+			Operation{Name: "get_" + r.Singular, Action: ActionGet, Resource: r, Scope: ReadScope(r.Name), ReadOnly: true,
+				Summary: fmt.Sprintf("Get one %s by id.", r.Singular)},
+			Operation{Name: "create_" + r.Singular, Action: ActionCreate, Resource: r, Scope: WriteScope(r.Name),
+				Summary: fmt.Sprintf("Create %s %s.", article(r.Singular), r.Singular)},
+		)
+	}
+	return append(ops,
+		Operation{Name: "whoami", Action: ActionWhoami, ReadOnly: true,
+			Summary: "Describe the calling API key: its workspace, name, scopes and expiry."},
+		Operation{Name: "get_usage", Action: ActionUsageCounts, Scope: ScopeUsage, ReadOnly: true,
+			Summary: "Count the workspace's API requests grouped by day, key, route or status."},
+		Operation{Name: "list_usage_logs", Action: ActionUsageLogs, Scope: ScopeUsage, ReadOnly: true,
+			Summary: "List the workspace's API request log entries, newest first."},
+	)
+}
+
+// OperationByName returns the operation with the given name.
+func OperationByName(name string) (Operation, bool) {
+	for _, op := range Operations {
+		if op.Name == name {
+			return op, true
+		}
+	}
+	return Operation{}, false
+}
+
+// operationFor returns the table entry for an action on a resource (nil for
+// the operations not about a resource).
+func operationFor(a Action, r *Resource) Operation {
+	for _, op := range Operations {
+		if op.Action == a && op.Resource == r {
+			return op
+		}
+	}
+	panic(fmt.Sprintf("store: no operation %s for resource %s", a, r.Name))
+}
+
+func article(word string) string {
+	if strings.ContainsRune("aeiou", rune(word[0])) {
+		return "an"
+	}
+	return "a"
+}

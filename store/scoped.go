@@ -1,0 +1,261 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// Scoped runs operations on behalf of one principal. Every method starts with
+// the scope check of its operation (from the operation table) and passes the
+// principal's workspace id to the backend; this is the one place where tenant
+// isolation and permissions are enforced, for every transport.
+type Scoped struct {
+	s *Service
+	p Principal
+}
+
+// Scoped returns the operations available to principal p.
+func (s *Service) Scoped(p Principal) *Scoped { return &Scoped{s: s, p: p} }
+
+// Principal returns the caller.
+func (sc *Scoped) Principal() Principal { return sc.p }
+
+// authorize checks that the caller may run op.
+func (sc *Scoped) authorize(op Operation) error {
+	if !sc.p.Authenticated() {
+		return ErrMissingKey
+	}
+	if op.Scope != "" && !sc.p.Has(op.Scope) {
+		return ErrMissingScope
+	}
+	return nil
+}
+
+// Pagination limits.
+const (
+	DefaultLimit = 50
+	MaxLimit     = 200
+)
+
+// ListParams selects a page by limit and offset. Transports apply
+// DefaultLimit when the client gives none.
+type ListParams struct {
+	Limit  int
+	Offset int
+}
+
+func (lp ListParams) normalize() (ListParams, error) {
+	if lp.Limit < 1 {
+		return lp, FieldError("limit", "must be an integer between 1 and %d.", MaxLimit)
+	}
+	if lp.Limit > MaxLimit {
+		lp.Limit = MaxLimit
+	}
+	if lp.Offset < 0 {
+		return lp, FieldError("offset", "must be an integer >= 0.")
+	}
+	return lp, nil
+}
+
+// Pagination describes the page returned.
+type Pagination struct {
+	Limit   int  `json:"limit"`
+	Offset  int  `json:"offset"`
+	HasMore bool `json:"has_more"`
+}
+
+// Page is one page of a list.
+type Page[T any] struct {
+	Data       []T        `json:"data"`
+	Pagination Pagination `json:"pagination"`
+}
+
+// pageOf trims a result fetched with limit+1 rows to a page.
+func pageOf[T any](rows []T, lp ListParams) Page[T] {
+	more := len(rows) > lp.Limit
+	if more {
+		rows = rows[:lp.Limit]
+	}
+	if rows == nil {
+		rows = []T{}
+	}
+	return Page[T]{Data: rows, Pagination: Pagination{Limit: lp.Limit, Offset: lp.Offset, HasMore: more}}
+}
+
+// FindRecords lists records of resource r, newest first.
+func (sc *Scoped) FindRecords(ctx context.Context, r *Resource, lp ListParams) (Page[*Record], error) {
+	if err := sc.authorize(operationFor(ActionList, r)); err != nil {
+		return Page[*Record]{}, err
+	}
+	lp, err := lp.normalize()
+	if err != nil {
+		return Page[*Record]{}, err
+	}
+	rows, err := sc.s.backend.FindRecords(ctx, r, sc.p.WorkspaceID, RecordQuery{Limit: lp.Limit + 1, Offset: lp.Offset})
+	if err != nil {
+		return Page[*Record]{}, err
+	}
+	return pageOf(rows, lp), nil
+}
+
+// FindRecordByID returns one record. A record of another workspace is
+// not_found, exactly like one that does not exist.
+func (sc *Scoped) FindRecordByID(ctx context.Context, r *Resource, id string) (*Record, error) {
+	if err := sc.authorize(operationFor(ActionGet, r)); err != nil {
+		return nil, err
+	}
+	if !ValidID(id) {
+		return nil, notFound(capitalize(r.Singular))
+	}
+	rec, err := sc.s.backend.FindRecordByID(ctx, r, sc.p.WorkspaceID, id)
+	if ErrorCode(err) == ENOTFOUND {
+		return nil, notFound(capitalize(r.Singular))
+	}
+	return rec, err
+}
+
+// CreateRecord validates input and creates a record of resource r, tagged
+// with the calling key.
+func (sc *Scoped) CreateRecord(ctx context.Context, r *Resource, input map[string]any) (*Record, error) {
+	if err := sc.authorize(operationFor(ActionCreate, r)); err != nil {
+		return nil, err
+	}
+	fields, err := r.ValidateCreate(input)
+	if err != nil {
+		return nil, err
+	}
+	if err := sc.checkRefs(ctx, r, fields); err != nil {
+		return nil, err
+	}
+	now := sc.s.Now()
+	rec := &Record{
+		Resource:    r,
+		ID:          NewID(),
+		WorkspaceID: sc.p.WorkspaceID,
+		Fields:      fields,
+		CreatedAt:   now,
+		UpdatedAt:   now,
+		CreatedVia:  CreatedViaAPI,
+		APIKeyID:    sc.p.KeyID,
+	}
+	if err := sc.s.backend.InsertRecord(ctx, rec); err != nil {
+		return nil, err
+	}
+	return rec, nil
+}
+
+// checkRefs makes sure every reference names a record of the right resource
+// in the caller's workspace. The message is the same whether the id does not
+// exist or belongs to another workspace.
+func (sc *Scoped) checkRefs(ctx context.Context, r *Resource, fields map[string]any) error {
+	for _, f := range r.Fields {
+		id, ok := fields[f.Name].(string)
+		if f.Type != FieldRef || !ok {
+			continue
+		}
+		target, _ := ResourceByName(f.Ref)
+		_, err := sc.s.backend.FindRecordByID(ctx, target, sc.p.WorkspaceID, id)
+		if ErrorCode(err) == ENOTFOUND {
+			return FieldError(f.Name, "no %s with id %q in this workspace.", target.Singular, id)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Me describes the calling key, for the whoami tool and GET /me.
+type Me struct {
+	Workspace Workspace `json:"workspace"`
+	Key       MeKey     `json:"key"`
+}
+
+// MeKey is the calling key as it describes itself (never the raw key).
+type MeKey struct {
+	ID        string     `json:"id"`
+	Name      string     `json:"name"`
+	Prefix    string     `json:"prefix"`
+	Scopes    []Scope    `json:"scopes"`
+	RateLimit RateLimit  `json:"rate_limit"`
+	CreatedAt time.Time  `json:"created_at"`
+	ExpiresAt *time.Time `json:"expires_at"`
+}
+
+// Whoami describes the caller.
+func (sc *Scoped) Whoami(ctx context.Context) (*Me, error) {
+	if err := sc.authorize(operationFor(ActionWhoami, nil)); err != nil {
+		return nil, err
+	}
+	w, err := sc.s.backend.FindWorkspaceByID(ctx, sc.p.WorkspaceID)
+	if err != nil {
+		return nil, err
+	}
+	p := sc.p
+	return &Me{
+		Workspace: *w,
+		Key: MeKey{ID: p.KeyID, Name: p.KeyName, Prefix: p.KeyPrefix, Scopes: p.Scopes,
+			RateLimit: p.RateLimit, CreatedAt: p.CreatedAt, ExpiresAt: p.ExpiresAt},
+	}, nil
+}
+
+func (q UsageQuery) validate() error {
+	if q.KeyID != "" && !ValidID(q.KeyID) {
+		return FieldError("key_id", "is not a valid id.")
+	}
+	if !q.From.IsZero() && !q.To.IsZero() && !q.From.Before(q.To) {
+		return FieldError("from", "must be before to.")
+	}
+	if q.Status != 0 && (q.Status < 100 || q.Status > 599) {
+		return FieldError("status", "must be an HTTP status code.")
+	}
+	return nil
+}
+
+// CountUsage summarises the workspace's usage grouped by day, key, route or status.
+func (sc *Scoped) CountUsage(ctx context.Context, q UsageQuery, by UsageGroup) ([]UsageCount, error) {
+	if err := sc.authorize(operationFor(ActionUsageCounts, nil)); err != nil {
+		return nil, err
+	}
+	switch by {
+	case GroupByDay, GroupByKey, GroupByRoute, GroupByStatus:
+	default:
+		return nil, FieldError("group_by", "must be one of day, key, route, status.")
+	}
+	if err := q.validate(); err != nil {
+		return nil, err
+	}
+	counts, err := sc.s.backend.CountUsage(ctx, sc.p.WorkspaceID, q, by)
+	if counts == nil && err == nil {
+		counts = []UsageCount{}
+	}
+	return counts, err
+}
+
+// FindUsageLogs lists the workspace's usage log entries, newest first.
+func (sc *Scoped) FindUsageLogs(ctx context.Context, q UsageQuery, lp ListParams) (Page[UsageEvent], error) {
+	if err := sc.authorize(operationFor(ActionUsageLogs, nil)); err != nil {
+		return Page[UsageEvent]{}, err
+	}
+	lp, err := lp.normalize()
+	if err != nil {
+		return Page[UsageEvent]{}, err
+	}
+	if err := q.validate(); err != nil {
+		return Page[UsageEvent]{}, err
+	}
+	q.Limit, q.Offset = lp.Limit+1, lp.Offset
+	rows, err := sc.s.backend.FindUsageEvents(ctx, sc.p.WorkspaceID, q)
+	if err != nil {
+		return Page[UsageEvent]{}, err
+	}
+	return pageOf(rows, lp), nil
+}
+
+func capitalize(s string) string {
+	if s == "" {
+		return s
+	}
+	return fmt.Sprintf("%c%s", s[0]-'a'+'A', s[1:])
+}
