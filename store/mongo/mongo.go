@@ -1,0 +1,174 @@
+// Package mongo is the MongoDB implementation of store.Backend, built on the
+// official driver (go.mongodb.org/mongo-driver/v2).
+//
+// Layout: one collection per CRM resource (named after store.Resource.Name)
+// plus workspaces, api_keys and usage_logs. Every document's _id is its
+// string id; tenant documents carry workspace_id, which leads every tenant
+// index and is part of every tenant filter.
+//
+// Every filter and update is built here with bson.D from typed Go values, never
+// from a client-supplied map, so a value such as {"$gt": ""} or "$where" is
+// only ever stored and compared as a literal string.
+package mongo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/hustack/hustack/store"
+)
+
+// Collection names besides the per-resource ones.
+const (
+	workspacesColl = "workspaces"
+	apiKeysColl    = "api_keys"
+	usageColl      = "usage_logs"
+)
+
+// DB is a store.Backend over one MongoDB database.
+type DB struct {
+	client *mongo.Client
+	db     *mongo.Database
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+var _ store.Backend = (*DB)(nil)
+
+// disconnectTimeout bounds Close.
+const disconnectTimeout = 10 * time.Second
+
+// Open connects to the server at uri, checks that it answers and creates the
+// indexes of database (an idempotent step, done on every Open).
+func Open(ctx context.Context, uri, database string) (*DB, error) {
+	if database == "" {
+		return nil, errors.New("mongo: database name is empty")
+	}
+	client, err := mongo.Connect(options.Client().ApplyURI(uri))
+	if err != nil {
+		return nil, fmt.Errorf("mongo: connect: %w", err)
+	}
+	d := &DB{client: client, db: client.Database(database)}
+	if err := client.Ping(ctx, nil); err != nil {
+		_ = d.Close()
+		return nil, fmt.Errorf("mongo: ping: %w", err)
+	}
+	if err := d.createIndexes(ctx); err != nil {
+		_ = d.Close()
+		return nil, err
+	}
+	return d, nil
+}
+
+// Close disconnects from the server, waiting (for a bounded time) for
+// operations in flight. Calling it again returns the first call's result.
+func (d *DB) Close() error {
+	d.closeOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), disconnectTimeout)
+		defer cancel()
+		if err := d.client.Disconnect(ctx); err != nil {
+			d.closeErr = fmt.Errorf("mongo: disconnect: %w", err)
+		}
+	})
+	return d.closeErr
+}
+
+// Database returns the underlying database handle, for maintenance tasks
+// and tests that inspect what is stored.
+func (d *DB) Database() *mongo.Database { return d.db }
+
+// indexes lists the indexes of every collection. Index names are the driver's
+// defaults (derived from the keys), so creating them again is a no-op.
+func indexes() map[string][]mongo.IndexModel {
+	// listOrder serves a workspace's list, newest first, and lookups by
+	// workspace; read backwards it serves oldest first too.
+	listOrder := mongo.IndexModel{Keys: bson.D{{Key: "workspace_id", Value: 1}, {Key: "created_at", Value: -1}, {Key: "_id", Value: -1}}}
+	m := map[string][]mongo.IndexModel{
+		workspacesColl: {
+			{Keys: bson.D{{Key: "created_at", Value: 1}, {Key: "_id", Value: 1}}},
+		},
+		apiKeysColl: {
+			{Keys: bson.D{{Key: "hash", Value: 1}}, Options: options.Index().SetUnique(true)},
+			listOrder,
+		},
+		usageColl: {
+			{Keys: bson.D{{Key: "workspace_id", Value: 1}, {Key: "time", Value: -1}, {Key: "_id", Value: -1}}},
+			{Keys: bson.D{{Key: "workspace_id", Value: 1}, {Key: "key_id", Value: 1}, {Key: "time", Value: -1}, {Key: "_id", Value: -1}}},
+			// Retention deletes old events across all workspaces.
+			{Keys: bson.D{{Key: "time", Value: 1}}},
+		},
+	}
+	for _, r := range store.Resources {
+		m[r.Name] = []mongo.IndexModel{listOrder}
+	}
+	return m
+}
+
+// createIndexes creates every index, one createIndexes command per index.
+// Creating an index that exists with the same keys and name is a no-op on
+// MongoDB; FerretDB 1.x also accepts it, but fails (a server-side panic) on a
+// single command that lists several already existing indexes.
+func (d *DB) createIndexes(ctx context.Context) error {
+	for coll, models := range indexes() {
+		for _, m := range models {
+			if _, err := d.db.Collection(coll).Indexes().CreateOne(ctx, m); err != nil {
+				return fmt.Errorf("mongo: create indexes on %s: %w", coll, err)
+			}
+		}
+	}
+	return nil
+}
+
+// translate turns driver errors into store errors: no document is not_found,
+// a unique violation is conflict (both about what, such as "workspace"), and
+// anything else is wrapped with the operation that failed.
+func translate(err error, op, what string) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, mongo.ErrNoDocuments):
+		return store.Errorf(store.ENOTFOUND, "%s not found.", capitalize(what))
+	case mongo.IsDuplicateKeyError(err):
+		return store.Errorf(store.ECONFLICT, "%s already exists.", capitalize(what))
+	default:
+		return fmt.Errorf("mongo: %s: %w", op, err)
+	}
+}
+
+func capitalize(s string) string {
+	if s == "" || s[0] < 'a' || s[0] > 'z' {
+		return s
+	}
+	return string(s[0]-'a'+'A') + s[1:]
+}
+
+// utc returns t in UTC; every time read from the database goes through it.
+func utc(t time.Time) time.Time { return t.UTC() }
+
+func utcPtr(t *time.Time) *time.Time {
+	if t == nil {
+		return nil
+	}
+	v := t.UTC()
+	return &v
+}
+
+// findOptions returns find options for a sort, offset and limit (0: none).
+func findOptions(sort bson.D, offset, limit int) *options.FindOptionsBuilder {
+	o := options.Find().SetSort(sort)
+	if offset > 0 {
+		o.SetSkip(int64(offset))
+	}
+	if limit > 0 {
+		o.SetLimit(int64(limit))
+	}
+	return o
+}

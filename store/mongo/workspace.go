@@ -1,0 +1,56 @@
+package mongo
+
+import (
+	"context"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/hustack/hustack/store"
+)
+
+type workspaceDoc struct {
+	ID        string    `bson:"_id"`
+	Name      string    `bson:"name"`
+	CreatedAt time.Time `bson:"created_at"`
+}
+
+func (w workspaceDoc) workspace() *store.Workspace {
+	return &store.Workspace{ID: w.ID, Name: w.Name, CreatedAt: utc(w.CreatedAt)}
+}
+
+// CreateWorkspace stores a new workspace.
+func (d *DB) CreateWorkspace(ctx context.Context, w *store.Workspace) error {
+	doc := workspaceDoc{ID: w.ID, Name: w.Name, CreatedAt: w.CreatedAt}
+	_, err := d.db.Collection(workspacesColl).InsertOne(ctx, doc)
+	return translate(err, "insert workspace", "workspace")
+}
+
+// FindWorkspaceByID returns one workspace.
+func (d *DB) FindWorkspaceByID(ctx context.Context, id string) (*store.Workspace, error) {
+	var doc workspaceDoc
+	err := d.db.Collection(workspacesColl).FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&doc)
+	if err != nil {
+		return nil, translate(err, "find workspace", "workspace")
+	}
+	return doc.workspace(), nil
+}
+
+// FindWorkspaces returns all workspaces, oldest first.
+func (d *DB) FindWorkspaces(ctx context.Context) ([]*store.Workspace, error) {
+	sort := bson.D{{Key: "created_at", Value: 1}, {Key: "_id", Value: 1}}
+	cur, err := d.db.Collection(workspacesColl).Find(ctx, bson.D{}, options.Find().SetSort(sort))
+	if err != nil {
+		return nil, translate(err, "find workspaces", "workspace")
+	}
+	var docs []workspaceDoc
+	if err := cur.All(ctx, &docs); err != nil {
+		return nil, translate(err, "read workspaces", "workspace")
+	}
+	out := make([]*store.Workspace, len(docs))
+	for i, doc := range docs {
+		out[i] = doc.workspace()
+	}
+	return out, nil
+}

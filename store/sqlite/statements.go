@@ -1,0 +1,87 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+
+	"github.com/hustack/hustack/store"
+)
+
+// statements are prepared once at Open: writes on the writer pool, reads on
+// the reader pool (database/sql prepares them again on each connection that
+// runs them, once).
+type statements struct {
+	createWorkspace *sql.Stmt
+	findWorkspace   *sql.Stmt
+	findWorkspaces  *sql.Stmt
+
+	createKey     *sql.Stmt
+	findKeyByHash *sql.Stmt
+	findKeyByID   *sql.Stmt
+	findKeys      *sql.Stmt
+	revokeKey     *sql.Stmt
+	keyExists     *sql.Stmt
+	touchKey      *sql.Stmt
+
+	insertUsage *sql.Stmt
+	deleteUsage *sql.Stmt
+}
+
+type preparer struct {
+	ctx context.Context
+	err error
+}
+
+func (p *preparer) on(db *sql.DB, query string) *sql.Stmt {
+	if p.err != nil {
+		return nil
+	}
+	s, err := db.PrepareContext(p.ctx, query)
+	if err != nil {
+		p.err = fmt.Errorf("%s: %w", query, err)
+	}
+	return s
+}
+
+func (db *DB) prepare(ctx context.Context) error {
+	p := &preparer{ctx: ctx}
+	w := func(q string) *sql.Stmt { return p.on(db.write, q) }
+	r := func(q string) *sql.Stmt { return p.on(db.read, q) }
+	db.stmt = statements{
+		createWorkspace: w(`INSERT INTO workspaces (id, name, created_at) VALUES (?, ?, ?)`),
+		findWorkspace:   r(`SELECT id, name, created_at FROM workspaces WHERE id = ?`),
+		findWorkspaces:  r(`SELECT id, name, created_at FROM workspaces ORDER BY created_at, id`),
+
+		createKey:     w(`INSERT INTO api_keys (` + keyColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+		findKeyByHash: r(`SELECT ` + keyColumns + ` FROM api_keys WHERE hash = ?`),
+		findKeyByID:   r(`SELECT ` + keyColumns + ` FROM api_keys WHERE id = ?`),
+		findKeys:      r(`SELECT ` + keyColumns + ` FROM api_keys WHERE workspace_id = ? ORDER BY created_at, id`),
+		revokeKey:     w(`UPDATE api_keys SET revoked_at = ? WHERE workspace_id = ? AND id = ? AND revoked_at IS NULL`),
+		keyExists:     w(`SELECT 1 FROM api_keys WHERE workspace_id = ? AND id = ?`),
+		// The condition keeps last_used_at from ever moving back, whatever
+		// order batches arrive in.
+		touchKey: w(`UPDATE api_keys SET last_used_at = ? WHERE id = ? AND (last_used_at IS NULL OR last_used_at < ?)`),
+
+		insertUsage: w(`INSERT INTO usage_logs (` + usageColumns + `, day) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT (id) DO NOTHING`),
+		// Retention deletes in bounded chunks so that other writers wait for
+		// one chunk at most. Going through the workspace list lets it use the
+		// (workspace_id, time) index; events are only recorded for keys of
+		// existing workspaces, and workspaces are never deleted.
+		deleteUsage: w(`DELETE FROM usage_logs WHERE rowid IN (
+			SELECT rowid FROM usage_logs WHERE workspace_id IN (SELECT id FROM workspaces) AND time < ? LIMIT ?)`),
+	}
+	if p.err != nil {
+		return p.err
+	}
+	db.tables = make(map[*store.Resource]*table)
+	for _, res := range store.Resources {
+		t := newTable(res)
+		t.insert = w(t.insertSQL())
+		t.find = r(t.findSQL())
+		t.list = r(t.listSQL())
+		db.tables[res] = t
+	}
+	return p.err
+}
