@@ -1,0 +1,126 @@
+// Package mcp serves Hustack's workspace-scoped operations as MCP tools, with
+// the same permissions and workspace isolation as the REST API.
+//
+// One tool registry is derived from the operation table (store.Operations).
+// The tools call an Operations implementation: in process, store.Scoped for
+// the principal that package api put on the request context (NewHandler,
+// Streamable HTTP at /mcp); remotely, the REST client in api/client for an
+// API key (ServeStdio, the `hustack mcp` command). Other packages import it
+// as hustackmcp, since mark3labs/mcp-go's package has the same name.
+package mcp
+
+import (
+	"context"
+	"log/slog"
+	"slices"
+
+	"github.com/mark3labs/mcp-go/mcp"
+	"github.com/mark3labs/mcp-go/server"
+
+	"github.com/hustack/hustack/api/client"
+	"github.com/hustack/hustack/store"
+)
+
+// Operations is what the tools call. Every method checks the caller's scope
+// and workspace itself: *store.Scoped in process, the REST API remotely.
+type Operations interface {
+	FindRecords(ctx context.Context, r *store.Resource, lp store.ListParams) (store.Page[*store.Record], error)
+	FindRecordByID(ctx context.Context, r *store.Resource, id string) (*store.Record, error)
+	CreateRecord(ctx context.Context, r *store.Resource, input map[string]any) (*store.Record, error)
+	Whoami(ctx context.Context) (*store.Me, error)
+	CountUsage(ctx context.Context, q store.UsageQuery, by store.UsageGroup) ([]store.UsageCount, error)
+	FindUsageLogs(ctx context.Context, q store.UsageQuery, lp store.ListParams) (store.Page[store.UsageEvent], error)
+}
+
+var (
+	_ Operations = (*store.Scoped)(nil)
+	_ Operations = (*client.Client)(nil)
+)
+
+// Caller is who a request runs as: the operations it may call and the scopes
+// that decide which tools it sees.
+type Caller struct {
+	Ops    Operations
+	Scopes []store.Scope
+}
+
+// CallerFunc returns the caller of the request carried by ctx.
+type CallerFunc func(ctx context.Context) Caller
+
+// InProcess returns the callers of an in-process server: store.Scoped for
+// the principal on the request context (none: every scoped operation answers
+// unauthorized, and only whoami is listed).
+func InProcess(svc *store.Service) CallerFunc {
+	return func(ctx context.Context) Caller {
+		p, _ := store.PrincipalFromContext(ctx)
+		return Caller{Ops: svc.Scoped(p), Scopes: p.Scopes}
+	}
+}
+
+// Config configures the MCP server.
+type Config struct {
+	// Logger receives internal errors, logged once with the request id.
+	// Nil means slog.Default().
+	Logger *slog.Logger
+	// RequestID returns the request id carried by ctx, if any. When nil or
+	// when it returns "", the X-Request-Id header of the HTTP request is used.
+	RequestID func(ctx context.Context) string
+	// Version is reported to clients in the initialize result.
+	Version string
+}
+
+func (c Config) logger() *slog.Logger {
+	if c.Logger == nil {
+		return slog.Default()
+	}
+	return c.Logger
+}
+
+// ServerName is the name the server reports to clients.
+const ServerName = "hustack"
+
+const instructions = "Hustack is a CRM: accounts, contacts, leads, deals, activities and notes, all in the " +
+	"workspace of the API key you connect with. Call whoami first to see the workspace and the scopes of your key; " +
+	"you only see the tools your key's scopes allow. List tools are paginated (limit, offset, has_more). " +
+	"Errors come back as tool results with isError set and a JSON body {\"error\": code, \"message\": text}."
+
+// NewServer returns an MCP server with one tool per entry of the operation
+// table, calling the operations of the caller that callerFor returns for
+// each request. tools/list shows only the tools the caller's scopes allow,
+// and a call to any other tool is refused as an unknown tool.
+func NewServer(callerFor CallerFunc, cfg Config) *server.MCPServer {
+	ts := &toolServer{caller: callerFor, logger: cfg.logger(), requestIDFrom: cfg.RequestID}
+	version := cfg.Version
+	if version == "" {
+		version = "v1"
+	}
+	s := server.NewMCPServer(ServerName, version,
+		server.WithToolCapabilities(false),
+		server.WithInstructions(instructions),
+		server.WithToolFilter(ts.filter),
+	)
+	for _, t := range registry {
+		s.AddTool(t.def, ts.handler(t))
+	}
+	return s
+}
+
+// toolServer holds what the tool handlers share.
+type toolServer struct {
+	caller        CallerFunc
+	logger        *slog.Logger
+	requestIDFrom func(context.Context) string
+}
+
+// filter keeps the tools the caller's scopes allow.
+func (ts *toolServer) filter(ctx context.Context, tools []mcp.Tool) []mcp.Tool {
+	scopes := ts.caller(ctx).Scopes
+	out := make([]mcp.Tool, 0, len(tools))
+	for _, t := range tools {
+		rt, ok := registryByName[t.Name]
+		if ok && (rt.op.Scope == "" || slices.Contains(scopes, rt.op.Scope)) {
+			out = append(out, t)
+		}
+	}
+	return out
+}
