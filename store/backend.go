@@ -19,6 +19,8 @@ type Backend interface {
 	FindWorkspaceByID(ctx context.Context, id string) (*Workspace, error)
 	// FindWorkspaces returns all workspaces, oldest first.
 	FindWorkspaces(ctx context.Context) ([]*Workspace, error)
+	// UpdateWorkspacePolicy replaces a workspace's key policy.
+	UpdateWorkspacePolicy(ctx context.Context, id string, p KeyPolicy) error
 
 	CreateAPIKey(ctx context.Context, k *APIKey) error
 	// FindAPIKeyByHashUnscoped finds a key by the hash of its raw value, in any
@@ -27,8 +29,13 @@ type Backend interface {
 	// FindAPIKeyByIDUnscoped finds a key by id in any workspace; only the
 	// operator's command line uses it.
 	FindAPIKeyByIDUnscoped(ctx context.Context, id string) (*APIKey, error)
+	// FindAPIKeyByID finds a key of the given workspace.
+	FindAPIKeyByID(ctx context.Context, workspaceID, id string) (*APIKey, error)
 	// FindAPIKeys returns the keys of a workspace, oldest first.
 	FindAPIKeys(ctx context.Context, workspaceID string) ([]*APIKey, error)
+	// SetAPIKeyExpiry changes a key's expiry (rotation); not_found if the
+	// workspace has no such key.
+	SetAPIKeyExpiry(ctx context.Context, workspaceID, id string, expiresAt time.Time) error
 	// RevokeAPIKey sets revoked_at unless the key is already revoked.
 	RevokeAPIKey(ctx context.Context, workspaceID, id string, at time.Time) error
 	// TouchAPIKeys advances last_used_at of each key to the given time; it

@@ -86,6 +86,7 @@ var (
 	ErrExpiredKey   = &Error{Code: EEXPIRED, Message: "This API key has expired."}
 	ErrMissingScope = &Error{Code: EFORBIDDEN, Message: "API key does not have the required scope."}
 	ErrRateLimited  = &Error{Code: ERATELIMITED, Message: "Too many requests. Please try again later."}
+	ErrConflict     = &Error{Code: ECONFLICT, Message: "The request conflicts with the current state."}
 	// ErrStale is what Backend.UpdateRecord returns when the record changed
 	// since it was read; Scoped retries.
 	ErrStale = &Error{Code: ECONFLICT, Message: "The record was changed by another request; please retry."}

@@ -30,34 +30,94 @@ type Workspace struct {
 	ID        string    `json:"id"`
 	Name      string    `json:"name"`
 	CreatedAt time.Time `json:"created_at"`
+	Policy    KeyPolicy `json:"key_policy"`
+}
+
+// KeyPolicy is a workspace's rules for its API keys. Zero values impose
+// nothing.
+type KeyPolicy struct {
+	// MaxLifetimeDays caps how far in the future a new key may expire.
+	MaxLifetimeDays int `json:"max_key_lifetime_days"`
+	// RequireExpiry refuses new keys without an expiry.
+	RequireExpiry bool `json:"require_expiry"`
+	// DisableUnusedDays revokes keys unused for that many days (0: off).
+	DisableUnusedDays int `json:"disable_unused_after_days"`
+}
+
+const maxPolicyDays = 3660
+
+func (p KeyPolicy) validate() error {
+	switch {
+	case p.MaxLifetimeDays < 0 || p.MaxLifetimeDays > maxPolicyDays:
+		return FieldError("max_key_lifetime_days", "must be between 0 (no maximum) and %d.", maxPolicyDays)
+	case p.DisableUnusedDays < 0 || p.DisableUnusedDays > maxPolicyDays:
+		return FieldError("disable_unused_after_days", "must be between 0 (off) and %d.", maxPolicyDays)
+	}
+	return nil
+}
+
+// checkExpiry applies the policy to a new key's expiry.
+func (p KeyPolicy) checkExpiry(now time.Time, expiresAt *time.Time) error {
+	if expiresAt == nil {
+		if p.RequireExpiry || p.MaxLifetimeDays > 0 {
+			return FieldError("expires_at", "is required by the workspace's key policy.")
+		}
+		return nil
+	}
+	if p.MaxLifetimeDays > 0 && expiresAt.After(now.AddDate(0, 0, p.MaxLifetimeDays)) {
+		return FieldError("expires_at", "is beyond the workspace's maximum key lifetime of %d days.", p.MaxLifetimeDays)
+	}
+	return nil
 }
 
 // APIKey is a stored key. The raw key is never stored: only its SHA-256 hash
 // and a short display prefix.
 type APIKey struct {
-	ID          string     `json:"id"`
-	WorkspaceID string     `json:"workspace_id"`
-	Name        string     `json:"name"`
-	Prefix      string     `json:"prefix"`
-	Hash        []byte     `json:"-"`
-	Scopes      []Scope    `json:"scopes"`
-	RateLimit   RateLimit  `json:"rate_limit"`
-	CreatedAt   time.Time  `json:"created_at"`
-	ExpiresAt   *time.Time `json:"expires_at"`
-	RevokedAt   *time.Time `json:"revoked_at"`
-	LastUsedAt  *time.Time `json:"last_used_at"`
+	ID          string  `json:"id"`
+	WorkspaceID string  `json:"workspace_id"`
+	Name        string  `json:"name"`
+	Prefix      string  `json:"prefix"`
+	Hash        []byte  `json:"-"`
+	Scopes      []Scope `json:"scopes"`
+	// Filter restricts the key to records whose fields have these values
+	// (a vendor key); nil for a key that sees the whole workspace.
+	Filter     map[string]string `json:"filter"`
+	RateLimit  RateLimit         `json:"rate_limit"`
+	CreatedAt  time.Time         `json:"created_at"`
+	ExpiresAt  *time.Time        `json:"expires_at"`
+	RevokedAt  *time.Time        `json:"revoked_at"`
+	LastUsedAt *time.Time        `json:"last_used_at"`
 }
 
-// Status is "revoked", "expired" or "active" at time now.
+// Key statuses.
+const (
+	KeyActive   = "active"
+	KeyExpiring = "expiring" // active, but expires within ExpiringWindow
+	KeyExpired  = "expired"
+	KeyRevoked  = "revoked"
+)
+
+// ExpiringWindow is how close to its expiry a key counts as expiring.
+const ExpiringWindow = 7 * 24 * time.Hour
+
+// Status is the key's status at time now.
 func (k *APIKey) Status(now time.Time) string {
 	switch {
 	case k.RevokedAt != nil:
-		return "revoked"
+		return KeyRevoked
 	case k.ExpiresAt != nil && !now.Before(*k.ExpiresAt):
-		return "expired"
+		return KeyExpired
+	case k.ExpiresAt != nil && k.ExpiresAt.Sub(now) <= ExpiringWindow:
+		return KeyExpiring
 	default:
-		return "active"
+		return KeyActive
 	}
+}
+
+// usable reports whether the key authenticates at time now.
+func (k *APIKey) usable(now time.Time) bool {
+	st := k.Status(now)
+	return st == KeyActive || st == KeyExpiring
 }
 
 // KeyPrefix starts every raw key.

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"maps"
 	"slices"
 	"time"
 )
@@ -15,9 +16,11 @@ type Principal struct {
 	KeyName     string
 	KeyPrefix   string
 	Scopes      []Scope
-	RateLimit   RateLimit
-	CreatedAt   time.Time
-	ExpiresAt   *time.Time
+	// Filter restricts the principal to matching records (a vendor key).
+	Filter    map[string]string
+	RateLimit RateLimit
+	CreatedAt time.Time
+	ExpiresAt *time.Time
 }
 
 // Has reports whether the principal carries scope s.
@@ -33,6 +36,7 @@ func principalFromKey(k *APIKey) Principal {
 		KeyName:     k.Name,
 		KeyPrefix:   k.Prefix,
 		Scopes:      slices.Clone(k.Scopes),
+		Filter:      maps.Clone(k.Filter),
 		RateLimit:   k.RateLimit,
 		CreatedAt:   k.CreatedAt,
 		ExpiresAt:   k.ExpiresAt,

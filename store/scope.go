@@ -13,6 +13,10 @@ type Scope string
 // ScopeUsage lets a key read the workspace's usage counts and logs.
 const ScopeUsage Scope = "read:usage"
 
+// ScopeAdminKeys lets a key manage the workspace's keys and key policy. Only
+// a key that has it (or the operator's command line) can grant it.
+const ScopeAdminKeys Scope = "admin:keys"
+
 // ReadScope and WriteScope return the scopes guarding a resource.
 func ReadScope(resource string) Scope  { return Scope("read:" + resource) }
 func WriteScope(resource string) Scope { return Scope("write:" + resource) }
@@ -23,7 +27,7 @@ func AllScopes() []Scope {
 	for _, r := range Resources {
 		out = append(out, ReadScope(r.Name), WriteScope(r.Name))
 	}
-	return append(out, ScopeUsage)
+	return append(out, ScopeUsage, ScopeAdminKeys)
 }
 
 // ValidScope reports whether s is a known scope.
@@ -87,6 +91,14 @@ const (
 	ActionWhoami      Action = "whoami"
 	ActionUsageCounts Action = "usage_counts"
 	ActionUsageLogs   Action = "usage_logs"
+	// Key administration.
+	ActionListKeys     Action = "list_keys"
+	ActionGetKey       Action = "get_key"
+	ActionCreateKey    Action = "create_key"
+	ActionRevokeKey    Action = "revoke_key"
+	ActionRotateKey    Action = "rotate_key"
+	ActionGetPolicy    Action = "get_key_policy"
+	ActionUpdatePolicy Action = "update_key_policy"
 )
 
 // Operation is one entry of the operation table: every scoped operation the
@@ -136,6 +148,20 @@ func buildOperations() []Operation {
 			Summary: "Count the workspace's API requests grouped by day, key, route or status."},
 		Operation{Name: "list_usage_logs", Action: ActionUsageLogs, Scope: ScopeUsage, ReadOnly: true,
 			Summary: "List the workspace's API request log entries, newest first."},
+		Operation{Name: "list_api_keys", Action: ActionListKeys, Scope: ScopeAdminKeys, ReadOnly: true,
+			Summary: "List the workspace's API keys with status, last use and request counts (never the keys themselves)."},
+		Operation{Name: "get_api_key", Action: ActionGetKey, Scope: ScopeAdminKeys, ReadOnly: true,
+			Summary: "Get one API key by id (never the key itself)."},
+		Operation{Name: "create_api_key", Action: ActionCreateKey, Scope: ScopeAdminKeys,
+			Summary: "Create an API key with a subset of the caller's scopes; the key is returned once."},
+		Operation{Name: "revoke_api_key", Action: ActionRevokeKey, Scope: ScopeAdminKeys,
+			Summary: "Revoke an API key at once."},
+		Operation{Name: "rotate_api_key", Action: ActionRotateKey, Scope: ScopeAdminKeys,
+			Summary: "Replace an API key with a new one (same name, scopes, filter and limit); the old one keeps working for an overlap."},
+		Operation{Name: "get_key_policy", Action: ActionGetPolicy, Scope: ScopeAdminKeys, ReadOnly: true,
+			Summary: "Get the workspace's key policy."},
+		Operation{Name: "update_key_policy", Action: ActionUpdatePolicy, Scope: ScopeAdminKeys,
+			Summary: "Change the workspace's key policy: maximum lifetime, mandatory expiry, disabling unused keys."},
 	)
 }
 

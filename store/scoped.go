@@ -76,6 +76,11 @@ func (sc *Scoped) FindRecords(ctx context.Context, r *Resource, lp ListParams) (
 	if err != nil {
 		return Page[*Record]{}, err
 	}
+	kf, err := sc.keyFilters(r)
+	if err != nil {
+		return Page[*Record]{}, err
+	}
+	q.Filters = append(q.Filters, kf...)
 	rows, err := sc.s.backend.FindRecords(ctx, r, sc.p.WorkspaceID, q)
 	if err != nil {
 		return Page[*Record]{}, err
@@ -98,8 +103,13 @@ func (sc *Scoped) FindRecordByID(ctx context.Context, r *Resource, id string) (*
 	if !ValidID(id) {
 		return nil, notFound(capitalize(r.Singular))
 	}
+	return sc.find(ctx, r, id)
+}
+
+// find returns a live record the principal may see, or not_found.
+func (sc *Scoped) find(ctx context.Context, r *Resource, id string) (*Record, error) {
 	rec, err := sc.s.backend.FindRecordByID(ctx, r, sc.p.WorkspaceID, id)
-	if ErrorCode(err) == ENOTFOUND {
+	if ErrorCode(err) == ENOTFOUND || (err == nil && !sc.sees(rec)) {
 		return nil, notFound(capitalize(r.Singular))
 	}
 	return rec, err
@@ -115,6 +125,10 @@ func (sc *Scoped) CreateRecord(ctx context.Context, r *Resource, input map[strin
 }
 
 func (sc *Scoped) create(ctx context.Context, r *Resource, input map[string]any) (*Record, error) {
+	input, err := sc.stamp(r, input)
+	if err != nil {
+		return nil, err
+	}
 	fields, err := r.ValidateCreate(input)
 	if err != nil {
 		return nil, err
@@ -178,13 +192,14 @@ type Me struct {
 
 // MeKey is the calling key as it describes itself (never the raw key).
 type MeKey struct {
-	ID        string     `json:"id"`
-	Name      string     `json:"name"`
-	Prefix    string     `json:"prefix"`
-	Scopes    []Scope    `json:"scopes"`
-	RateLimit RateLimit  `json:"rate_limit"`
-	CreatedAt time.Time  `json:"created_at"`
-	ExpiresAt *time.Time `json:"expires_at"`
+	ID        string            `json:"id"`
+	Name      string            `json:"name"`
+	Prefix    string            `json:"prefix"`
+	Scopes    []Scope           `json:"scopes"`
+	Filter    map[string]string `json:"filter"`
+	RateLimit RateLimit         `json:"rate_limit"`
+	CreatedAt time.Time         `json:"created_at"`
+	ExpiresAt *time.Time        `json:"expires_at"`
 }
 
 // Whoami describes the caller.
@@ -199,7 +214,7 @@ func (sc *Scoped) Whoami(ctx context.Context) (*Me, error) {
 	p := sc.p
 	return &Me{
 		Workspace: *w,
-		Key: MeKey{ID: p.KeyID, Name: p.KeyName, Prefix: p.KeyPrefix, Scopes: p.Scopes,
+		Key: MeKey{ID: p.KeyID, Name: p.KeyName, Prefix: p.KeyPrefix, Scopes: p.Scopes, Filter: p.Filter,
 			RateLimit: p.RateLimit, CreatedAt: p.CreatedAt, ExpiresAt: p.ExpiresAt},
 	}, nil
 }

@@ -83,19 +83,30 @@ type KeyInput struct {
 	WorkspaceID string
 	Name        string
 	Scopes      []Scope
-	ExpiresAt   *time.Time
-	RateLimit   *RateLimit // nil: DefaultRateLimit
+	// Filter makes a vendor key: it sees only records with these field values.
+	Filter    map[string]string
+	ExpiresAt *time.Time
+	RateLimit *RateLimit // nil: DefaultRateLimit
 }
 
 // CreateAPIKey creates a key and returns it with the raw key, which is never
-// stored and cannot be shown again.
+// stored and cannot be shown again. The workspace's key policy applies.
 func (s *Service) CreateAPIKey(ctx context.Context, in KeyInput) (*APIKey, string, error) {
-	if _, err := s.FindWorkspaceByID(ctx, in.WorkspaceID); err != nil {
+	w, err := s.FindWorkspaceByID(ctx, in.WorkspaceID)
+	if err != nil {
 		if ErrorCode(err) == ENOTFOUND {
 			return nil, "", FieldError("workspace", "no workspace with id %q.", in.WorkspaceID)
 		}
 		return nil, "", err
 	}
+	if err := w.Policy.checkExpiry(s.Now(), in.ExpiresAt); err != nil {
+		return nil, "", err
+	}
+	return s.insertKey(ctx, w, in)
+}
+
+// insertKey validates and stores a new key of workspace w.
+func (s *Service) insertKey(ctx context.Context, w *Workspace, in KeyInput) (*APIKey, string, error) {
 	name := strings.TrimSpace(in.Name)
 	if name == "" {
 		return nil, "", FieldError("name", "is required.")
@@ -111,6 +122,10 @@ func (s *Service) CreateAPIKey(ctx context.Context, in KeyInput) (*APIKey, strin
 	if err != nil {
 		return nil, "", err
 	}
+	filter, err := normalizeKeyFilter(in.Filter, scopes)
+	if err != nil {
+		return nil, "", err
+	}
 	now := s.Now()
 	if in.ExpiresAt != nil && !in.ExpiresAt.After(now) {
 		return nil, "", FieldError("expires_at", "must be in the future.")
@@ -122,11 +137,12 @@ func (s *Service) CreateAPIKey(ctx context.Context, in KeyInput) (*APIKey, strin
 	raw := GenerateKey()
 	k := &APIKey{
 		ID:          NewID(),
-		WorkspaceID: in.WorkspaceID,
+		WorkspaceID: w.ID,
 		Name:        name,
 		Prefix:      displayPrefix(raw),
 		Hash:        HashKey(raw),
 		Scopes:      scopes,
+		Filter:      filter,
 		RateLimit:   limit,
 		CreatedAt:   now,
 		ExpiresAt:   truncTime(in.ExpiresAt),
@@ -195,9 +211,9 @@ func (s *Service) Authenticate(ctx context.Context, raw string) (Principal, erro
 		return Principal{}, ErrInvalidKey
 	}
 	switch k.Status(s.now()) {
-	case "revoked":
+	case KeyRevoked:
 		return Principal{}, ErrRevokedKey
-	case "expired":
+	case KeyExpired:
 		return Principal{}, ErrExpiredKey
 	}
 	return principalFromKey(k), nil

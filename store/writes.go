@@ -29,14 +29,14 @@ func (sc *Scoped) UpdateRecord(ctx context.Context, r *Resource, id string, inpu
 	if err != nil {
 		return nil, err
 	}
+	if err := sc.checkPatch(set, clear); err != nil {
+		return nil, err
+	}
 	if err := sc.checkRefs(ctx, r, set); err != nil {
 		return nil, err
 	}
 	for range staleRetries {
-		cur, err := sc.s.backend.FindRecordByID(ctx, r, sc.p.WorkspaceID, id)
-		if ErrorCode(err) == ENOTFOUND {
-			return nil, notFound(capitalize(r.Singular))
-		}
+		cur, err := sc.find(ctx, r, id)
 		if err != nil {
 			return nil, err
 		}
@@ -89,10 +89,7 @@ func (sc *Scoped) DeleteRecord(ctx context.Context, r *Resource, id string) erro
 	if !ValidID(id) {
 		return notFound(capitalize(r.Singular))
 	}
-	if _, err := sc.s.backend.FindRecordByID(ctx, r, sc.p.WorkspaceID, id); err != nil {
-		if ErrorCode(err) == ENOTFOUND {
-			return notFound(capitalize(r.Singular))
-		}
+	if _, err := sc.find(ctx, r, id); err != nil {
 		return err
 	}
 	var refs []string
@@ -155,6 +152,9 @@ func (sc *Scoped) upsert(ctx context.Context, r *Resource, externalID string, in
 	if err != nil {
 		return nil, false, err
 	}
+	if err := sc.checkPatch(set, clear); err != nil {
+		return nil, false, err
+	}
 	for range staleRetries {
 		cur, err := sc.s.backend.FindRecordByExternalID(ctx, r, sc.p.WorkspaceID, ext.(string))
 		switch {
@@ -166,6 +166,9 @@ func (sc *Scoped) upsert(ctx context.Context, r *Resource, externalID string, in
 			return rec, err == nil, err
 		case err != nil:
 			return nil, false, err
+		}
+		if !sc.sees(cur) { // the external id is taken by a record this key cannot see
+			return nil, false, externalIDConflict(r, map[string]any{ExternalIDField: ext}, ErrConflict)
 		}
 		if err := sc.checkRefs(ctx, r, set); err != nil {
 			return nil, false, err
