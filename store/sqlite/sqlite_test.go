@@ -360,6 +360,29 @@ func TestTwoHandlesOneFile(t *testing.T) {
 // TestOtherProcessWrites runs this test binary again as a second process that
 // writes to the same file while this one reads and writes, as the command
 // line does next to a running server.
+// TestConcurrentOpenOfNewFile: two handles creating the same new file at
+// once (a server starting while the command line runs) both succeed.
+func TestConcurrentOpenOfNewFile(t *testing.T) {
+	for i := range 20 {
+		path := filepath.Join(t.TempDir(), fmt.Sprintf("new-%d.db", i))
+		var wg sync.WaitGroup
+		errs := make([]error, 2)
+		for j := range errs {
+			wg.Go(func() {
+				db, err := sqlite.Open(t.Context(), path)
+				if err == nil {
+					err = db.Close()
+				}
+				errs[j] = err
+			})
+		}
+		wg.Wait()
+		if err := errors.Join(errs...); err != nil {
+			t.Fatalf("round %d: %v", i, err)
+		}
+	}
+}
+
 func TestOtherProcessWrites(t *testing.T) {
 	if path := os.Getenv("HUSTACK_SQLITE_CHILD"); path != "" {
 		childProcess(t, path)
