@@ -35,12 +35,44 @@ type Backend interface {
 	// never moves a key's last_used_at back. Unknown key ids are ignored.
 	TouchAPIKeys(ctx context.Context, lastUsed map[string]time.Time) error
 
-	// InsertRecord stores a new record; rec.Resource and rec.WorkspaceID are set.
+	// InsertRecord stores a new record; rec.Resource and rec.WorkspaceID are
+	// set. A live record of the same resource and workspace with the same
+	// external_id is a conflict.
 	InsertRecord(ctx context.Context, rec *Record) error
+	// FindRecordByID finds a live record (tombstones are not_found).
 	FindRecordByID(ctx context.Context, r *Resource, workspaceID, id string) (*Record, error)
-	// FindRecords returns a page of records, newest first (created_at, then id,
-	// descending). It returns up to q.Limit records.
+	// FindRecordByExternalID finds the live record with that external_id.
+	FindRecordByExternalID(ctx context.Context, r *Resource, workspaceID, externalID string) (*Record, error)
+	// FindRecords returns up to q.Limit records matching q in q's order.
+	// Tombstones are included only with q.IncludeDeleted.
 	FindRecords(ctx context.Context, r *Resource, workspaceID string, q RecordQuery) ([]*Record, error)
+	// UpdateRecord replaces the fields and updated_at of the live record
+	// rec.ID, provided its updated_at still equals prevUpdatedAt. It returns
+	// exactly ErrStale when the live record has changed meanwhile, not_found
+	// when there is no such live record (a record deleted meanwhile may give
+	// either), and a conflict when the external id is taken.
+	UpdateRecord(ctx context.Context, rec *Record, prevUpdatedAt time.Time) error
+	// DeleteRecord turns a live record into a tombstone: deleted_at and
+	// updated_at are set to at, fields are kept (not shown), and its
+	// external_id no longer counts for uniqueness. not_found when there is no
+	// such live record.
+	DeleteRecord(ctx context.Context, r *Resource, workspaceID, id string, at time.Time) error
+	// PurgeTombstones removes tombstones deleted before the given time, in
+	// all workspaces and resources.
+	PurgeTombstones(ctx context.Context, before time.Time) (int64, error)
+
+	// CreateIdempotencyKey stores a new idempotency key (state in progress);
+	// a conflict when the workspace already has that key.
+	CreateIdempotencyKey(ctx context.Context, k *IdempotencyKey) error
+	FindIdempotencyKey(ctx context.Context, workspaceID, key string) (*IdempotencyKey, error)
+	// CompleteIdempotencyKey stores the response of the request that holds
+	// the key.
+	CompleteIdempotencyKey(ctx context.Context, workspaceID, key string, resp IdempotentResponse) error
+	// DeleteIdempotencyKey forgets a key (its request failed and may be retried).
+	DeleteIdempotencyKey(ctx context.Context, workspaceID, key string) error
+	// DeleteIdempotencyKeysBefore forgets keys that expired before the given
+	// time, in all workspaces.
+	DeleteIdempotencyKeysBefore(ctx context.Context, before time.Time) (int64, error)
 
 	// InsertUsageEvents stores events; an event whose id is already stored is
 	// skipped, so inserting a batch twice adds no rows.
@@ -60,4 +92,65 @@ type Backend interface {
 type RecordQuery struct {
 	Limit  int
 	Offset int
+	// Sort is SortCreatedAt or SortUpdatedAt; ties are broken by id in the
+	// same direction. Descending unless Ascending.
+	Sort      string
+	Ascending bool
+	// After, when set, starts the page strictly after this position in the
+	// sort order (keyset pagination).
+	After *Position
+	// Time bounds, exclusive; zero values do not filter.
+	CreatedAfter, CreatedBefore time.Time
+	UpdatedAfter, UpdatedBefore time.Time
+	// Filters are exact matches on Filterable fields, all of which must hold.
+	Filters []FieldFilter
+	// Search, when not empty, keeps records where any of the resource's
+	// SearchFields contains it, case-insensitively (plain text, no patterns).
+	Search         string
+	IncludeDeleted bool
+}
+
+// Sort keys of record lists.
+const (
+	SortCreatedAt = "created_at"
+	SortUpdatedAt = "updated_at"
+)
+
+// Position is a place in a sorted list: the sort key's value and the id.
+type Position struct {
+	Time time.Time
+	ID   string
+}
+
+// FieldFilter is one exact-match condition on a record field.
+type FieldFilter struct {
+	Field string
+	Value any // string, or float64 for number fields
+}
+
+// Idempotency key states.
+const (
+	IdempotencyInProgress = "in_progress"
+	IdempotencyCompleted  = "completed"
+)
+
+// IdempotencyKey remembers the outcome of a request made with an
+// Idempotency-Key, per workspace.
+type IdempotencyKey struct {
+	WorkspaceID string
+	Key         string
+	// Fingerprint identifies the request (method, path and body for REST;
+	// tool and arguments for MCP); a different request with the same key is
+	// refused.
+	Fingerprint string
+	State       string
+	Response    IdempotentResponse
+	CreatedAt   time.Time
+	ExpiresAt   time.Time
+}
+
+// IdempotentResponse is what is replayed for a repeated request.
+type IdempotentResponse struct {
+	Status int
+	Body   []byte
 }

@@ -16,7 +16,11 @@ const (
 	ENOTFOUND     = "not_found"
 	ECONFLICT     = "conflict"
 	ERATELIMITED  = "rate_limit_exceeded"
-	EINTERNAL     = "internal_server_error"
+	// EIDEMPOTENCYREUSED: an Idempotency-Key sent again with a different request.
+	EIDEMPOTENCYREUSED = "idempotency_key_reused"
+	// EIDEMPOTENCYINUSE: an Idempotency-Key whose first request still runs.
+	EIDEMPOTENCYINUSE = "idempotency_key_in_use"
+	EINTERNAL         = "internal_server_error"
 )
 
 // Error is the one error type of the application. Anything else that reaches
@@ -82,6 +86,9 @@ var (
 	ErrExpiredKey   = &Error{Code: EEXPIRED, Message: "This API key has expired."}
 	ErrMissingScope = &Error{Code: EFORBIDDEN, Message: "API key does not have the required scope."}
 	ErrRateLimited  = &Error{Code: ERATELIMITED, Message: "Too many requests. Please try again later."}
+	// ErrStale is what Backend.UpdateRecord returns when the record changed
+	// since it was read; Scoped retries.
+	ErrStale = &Error{Code: ECONFLICT, Message: "The record was changed by another request; please retry."}
 )
 
 // notFound is the answer for a record that does not exist or that the caller

@@ -29,6 +29,10 @@ type Record struct {
 	UpdatedAt   time.Time
 	CreatedVia  string
 	APIKeyID    string
+	// DeletedAt is set on a tombstone: a deleted record, kept for a while so
+	// that sync clients can see the deletion (include_deleted=true). Its
+	// fields stay stored, so that filters still apply, but are not shown.
+	DeletedAt *time.Time
 }
 
 // MarshalJSON writes the record flat, with every field of its resource
@@ -38,6 +42,18 @@ func (r Record) MarshalJSON() ([]byte, error) {
 	var b bytes.Buffer
 	b.WriteString(`{"id":`)
 	writeJSON(&b, r.ID)
+	if r.DeletedAt != nil {
+		b.WriteString(`,"deleted":true,"deleted_at":`)
+		writeJSON(&b, r.DeletedAt.UTC().Format(TimeFormat))
+		b.WriteString(`,"external_id":`)
+		writeJSON(&b, r.Fields[ExternalIDField])
+		b.WriteString(`,"created_at":`)
+		writeJSON(&b, r.CreatedAt.UTC().Format(TimeFormat))
+		b.WriteString(`,"updated_at":`)
+		writeJSON(&b, r.UpdatedAt.UTC().Format(TimeFormat))
+		b.WriteByte('}')
+		return b.Bytes(), nil
+	}
 	if r.Resource != nil {
 		for _, f := range r.Resource.Fields {
 			b.WriteString(`,"` + f.Name + `":`)
@@ -80,6 +96,14 @@ func (r *Record) UnmarshalJSON(data []byte) error {
 		return time.Parse(time.RFC3339Nano, s)
 	}
 	r.ID = str("id")
+	delete(m, "deleted")
+	if s := str("deleted_at"); s != "" {
+		t, err := time.Parse(time.RFC3339Nano, s)
+		if err != nil {
+			return err
+		}
+		r.DeletedAt = &t
+	}
 	r.CreatedVia = str("created_via")
 	r.APIKeyID = str("api_key_id")
 	var err error
@@ -119,16 +143,8 @@ func (r *Resource) ValidateCreate(input map[string]any) (map[string]any, error) 
 	if input == nil {
 		return nil, Errorf(EBADREQUEST, "The request body must be a JSON object.")
 	}
-	var unknown []string
-	for k := range input {
-		if _, ok := r.Field(k); !ok && !ignoredInput[k] {
-			unknown = append(unknown, k)
-		}
-	}
-	if len(unknown) > 0 {
-		sort.Strings(unknown)
-		return nil, &Error{Code: EBADREQUEST, Field: unknown[0],
-			Message: fmt.Sprintf("Unknown field(s) for %s: %s.", r.Singular, strings.Join(quoteAll(unknown), ", "))}
+	if err := r.checkUnknown(input); err != nil {
+		return nil, err
 	}
 	out := make(map[string]any, len(r.Fields))
 	for _, f := range r.Fields {
@@ -139,26 +155,79 @@ func (r *Resource) ValidateCreate(input map[string]any) (map[string]any, error) 
 		if v == nil {
 			v = f.Default
 		}
-		if v == nil {
-			if f.Required {
-				return nil, FieldError(f.Name, "is required.")
-			}
-			continue
+		if v != nil {
+			out[f.Name] = v
 		}
-		out[f.Name] = v
 	}
-	if len(r.OneOfRequired) > 0 {
-		found := false
-		for _, name := range r.OneOfRequired {
-			if out[name] != nil {
-				found = true
-			}
-		}
-		if !found {
-			return nil, FieldError(r.OneOfRequired[0], "at least one of %s is required.", strings.Join(r.OneOfRequired, ", "))
-		}
+	if err := r.checkComplete(out); err != nil {
+		return nil, err
 	}
 	return out, nil
+}
+
+// ValidatePatch checks a partial update. It returns the normalized values to
+// set and the fields to clear (null or ""). Required fields cannot be
+// cleared; whether the merged record is complete is checked by Scoped.
+func (r *Resource) ValidatePatch(input map[string]any) (set map[string]any, clear []string, err error) {
+	if input == nil {
+		return nil, nil, Errorf(EBADREQUEST, "The request body must be a JSON object.")
+	}
+	if err := r.checkUnknown(input); err != nil {
+		return nil, nil, err
+	}
+	set = map[string]any{}
+	for _, f := range r.Fields {
+		v, present := input[f.Name]
+		if !present {
+			continue
+		}
+		nv, err := f.normalize(v)
+		if err != nil {
+			return nil, nil, err
+		}
+		if nv == nil {
+			if f.Required {
+				return nil, nil, FieldError(f.Name, "is required and cannot be cleared.")
+			}
+			clear = append(clear, f.Name)
+			continue
+		}
+		set[f.Name] = nv
+	}
+	return set, clear, nil
+}
+
+func (r *Resource) checkUnknown(input map[string]any) error {
+	var unknown []string
+	for k := range input {
+		if _, ok := r.Field(k); !ok && !ignoredInput[k] {
+			unknown = append(unknown, k)
+		}
+	}
+	if len(unknown) == 0 {
+		return nil
+	}
+	sort.Strings(unknown)
+	return &Error{Code: EBADREQUEST, Field: unknown[0],
+		Message: fmt.Sprintf("Unknown field(s) for %s: %s.", r.Singular, strings.Join(quoteAll(unknown), ", "))}
+}
+
+// checkComplete checks the rules that span fields on a complete record.
+func (r *Resource) checkComplete(fields map[string]any) error {
+	for _, f := range r.Fields {
+		if f.Required && fields[f.Name] == nil {
+			return FieldError(f.Name, "is required.")
+		}
+	}
+	if len(r.OneOfRequired) == 0 {
+		return nil
+	}
+	for _, name := range r.OneOfRequired {
+		if fields[name] != nil {
+			return nil
+		}
+	}
+	return FieldError(r.OneOfRequired[0], "at least one of %s is required.", strings.Join(r.OneOfRequired, ", "))
 }
 
 func quoteAll(s []string) []string {

@@ -23,6 +23,9 @@ type Field struct {
 	MaxLen      int      // for string-like fields, in characters
 	Default     any      // applied on create when the field is absent
 	Description string
+	// Filterable fields can be used as exact-match list filters
+	// (?industry=Software); backends index them.
+	Filterable bool
 }
 
 // Resource describes one kind of CRM record.
@@ -32,7 +35,9 @@ type Resource struct {
 	Fields   []Field
 	// OneOfRequired lists fields of which at least one must be set.
 	OneOfRequired []string
-	Description   string
+	// SearchFields are matched case-insensitively by the q list parameter.
+	SearchFields []string
+	Description  string
 }
 
 // Field returns the named field.
@@ -57,12 +62,24 @@ func str(name string, max int, desc string) Field {
 
 func required(f Field) Field { f.Required = true; return f }
 
+func filterable(f Field) Field { f.Filterable = true; return f }
+
+// ExternalIDField is the id a record has in another system. It is unique per
+// workspace and resource among live records, and the key of upserts.
+const ExternalIDField = "external_id"
+
+func externalID() Field {
+	return Field{Name: ExternalIDField, Type: FieldString, MaxLen: shortText, Filterable: true,
+		Description: "The record's id in another system, unique per workspace among records of this type; " +
+			"the key for upserts by external id."}
+}
+
 func email(desc string) Field {
-	return Field{Name: "email", Type: FieldEmail, MaxLen: 254, Description: desc}
+	return Field{Name: "email", Type: FieldEmail, MaxLen: 254, Description: desc, Filterable: true}
 }
 
 func ref(name, resource, desc string) Field {
-	return Field{Name: name, Type: FieldRef, Ref: resource, MaxLen: 64, Description: desc}
+	return Field{Name: name, Type: FieldRef, Ref: resource, MaxLen: 64, Description: desc, Filterable: true}
 }
 
 func relatedFields() []Field {
@@ -81,12 +98,14 @@ var (
 		Description: "A company or organisation you do business with.",
 		Fields: []Field{
 			required(str("name", shortText, "Company name.")),
-			str("industry", shortText, "Industry, free text."),
+			filterable(str("industry", shortText, "Industry, free text.")),
 			str("website", longText, "Website URL."),
 			email("Main email address."),
 			str("phone", 64, "Main phone number."),
-			str("country", shortText, "Country."),
+			filterable(str("country", shortText, "Country.")),
+			externalID(),
 		},
+		SearchFields: []string{"name"},
 	}
 	Contacts = &Resource{
 		Name: "contacts", Singular: "contact",
@@ -99,7 +118,9 @@ var (
 			str("phone", 64, "Phone number."),
 			str("title", shortText, "Job title."),
 			ref("account_id", "accounts", "Id of the account the contact works at."),
+			externalID(),
 		},
+		SearchFields: []string{"first_name", "last_name"},
 	}
 	Leads = &Resource{
 		Name: "leads", Singular: "lead",
@@ -108,9 +129,11 @@ var (
 			required(str("name", shortText, "Name of the person or company.")),
 			email("Email address."),
 			str("company", shortText, "Company name."),
-			str("status", 64, "Lead status, free text (for example New, Contacted, Qualified)."),
-			str("source", shortText, "Where the lead came from (for example Web, Vendor XYZ)."),
+			filterable(str("status", 64, "Lead status, free text (for example New, Contacted, Qualified).")),
+			filterable(str("source", shortText, "Where the lead came from (for example Web, Vendor XYZ).")),
+			externalID(),
 		},
+		SearchFields: []string{"name"},
 	}
 	Deals = &Resource{
 		Name: "deals", Singular: "deal",
@@ -118,20 +141,25 @@ var (
 		Fields: []Field{
 			required(str("name", shortText, "Deal name.")),
 			{Name: "value", Type: FieldNumber, Description: "Deal value, a number >= 0."},
-			{Name: "currency", Type: FieldCurrency, Default: "USD", Description: "ISO 4217 currency code, three letters. Defaults to USD."},
-			str("stage", 64, "Pipeline stage, free text."),
+			{Name: "currency", Type: FieldCurrency, Default: "USD", Filterable: true,
+				Description: "ISO 4217 currency code, three letters. Defaults to USD."},
+			filterable(str("stage", 64, "Pipeline stage, free text.")),
 			ref("account_id", "accounts", "Id of the account the deal is with."),
+			externalID(),
 		},
+		SearchFields: []string{"name"},
 	}
 	Activities = &Resource{
 		Name: "activities", Singular: "activity",
 		Description: "A call, email, meeting or task.",
 		Fields: append([]Field{
-			{Name: "type", Type: FieldEnum, Required: true, Enum: []string{"Call", "Email", "Meeting", "Task"}, Description: "Kind of activity."},
+			{Name: "type", Type: FieldEnum, Required: true, Enum: []string{"Call", "Email", "Meeting", "Task"},
+				Filterable: true, Description: "Kind of activity."},
 			required(str("title", shortText, "Short title.")),
 			str("description", bodyText, "Longer description."),
 			{Name: "due_date", Type: FieldDate, Description: "Due date, YYYY-MM-DD or an RFC 3339 timestamp."},
-		}, relatedFields()...),
+		}, append(relatedFields(), externalID())...),
+		SearchFields: []string{"title"},
 	}
 	Notes = &Resource{
 		Name: "notes", Singular: "note",
@@ -139,7 +167,8 @@ var (
 		Fields: append([]Field{
 			str("title", shortText, "Title."),
 			required(str("content", bodyText, "The note's text.")),
-		}, relatedFields()...),
+		}, append(relatedFields(), externalID())...),
+		SearchFields: []string{"title"},
 	}
 )
 

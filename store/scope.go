@@ -77,6 +77,12 @@ const (
 	ActionList   Action = "list"
 	ActionGet    Action = "get"
 	ActionCreate Action = "create"
+	ActionUpdate Action = "update"
+	ActionDelete Action = "delete"
+	// ActionUpsert creates or updates the record with a given external_id.
+	ActionUpsert      Action = "upsert"
+	ActionBatchCreate Action = "batch_create"
+	ActionBatchUpsert Action = "batch_upsert"
 	// Operations not about one CRM resource.
 	ActionWhoami      Action = "whoami"
 	ActionUsageCounts Action = "usage_counts"
@@ -111,6 +117,16 @@ func buildOperations() []Operation {
 				Summary: fmt.Sprintf("Get one %s by id.", r.Singular)},
 			Operation{Name: "create_" + r.Singular, Action: ActionCreate, Resource: r, Scope: WriteScope(r.Name),
 				Summary: fmt.Sprintf("Create %s %s.", article(r.Singular), r.Singular)},
+			Operation{Name: "update_" + r.Singular, Action: ActionUpdate, Resource: r, Scope: WriteScope(r.Name),
+				Summary: fmt.Sprintf("Update some fields of %s %s; null clears an optional field.", article(r.Singular), r.Singular)},
+			Operation{Name: "delete_" + r.Singular, Action: ActionDelete, Resource: r, Scope: WriteScope(r.Name),
+				Summary: fmt.Sprintf("Delete %s %s. Refused while other records reference it.", article(r.Singular), r.Singular)},
+			Operation{Name: "upsert_" + r.Singular, Action: ActionUpsert, Resource: r, Scope: WriteScope(r.Name),
+				Summary: fmt.Sprintf("Create or update the %s with the given external_id.", r.Singular)},
+			Operation{Name: "batch_create_" + r.Name, Action: ActionBatchCreate, Resource: r, Scope: WriteScope(r.Name),
+				Summary: fmt.Sprintf("Create 1 to %d %s, each validated and created independently.", MaxBatch, r.Name)},
+			Operation{Name: "batch_upsert_" + r.Name, Action: ActionBatchUpsert, Resource: r, Scope: WriteScope(r.Name),
+				Summary: fmt.Sprintf("Create or update 1 to %d %s by external_id, each independently.", MaxBatch, r.Name)},
 		)
 	}
 	return append(ops,

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 )
@@ -38,31 +39,13 @@ const (
 	MaxLimit     = 200
 )
 
-// ListParams selects a page by limit and offset. Transports apply
-// DefaultLimit when the client gives none.
-type ListParams struct {
-	Limit  int
-	Offset int
-}
-
-func (lp ListParams) normalize() (ListParams, error) {
-	if lp.Limit < 1 {
-		return lp, FieldError("limit", "must be an integer between 1 and %d.", MaxLimit)
-	}
-	if lp.Limit > MaxLimit {
-		lp.Limit = MaxLimit
-	}
-	if lp.Offset < 0 {
-		return lp, FieldError("offset", "must be an integer >= 0.")
-	}
-	return lp, nil
-}
-
-// Pagination describes the page returned.
+// Pagination describes the page returned. NextCursor, when not null, fetches
+// the next page by keyset (record lists only).
 type Pagination struct {
-	Limit   int  `json:"limit"`
-	Offset  int  `json:"offset"`
-	HasMore bool `json:"has_more"`
+	Limit      int     `json:"limit"`
+	Offset     int     `json:"offset"`
+	HasMore    bool    `json:"has_more"`
+	NextCursor *string `json:"next_cursor"`
 }
 
 // Page is one page of a list.
@@ -83,20 +66,27 @@ func pageOf[T any](rows []T, lp ListParams) Page[T] {
 	return Page[T]{Data: rows, Pagination: Pagination{Limit: lp.Limit, Offset: lp.Offset, HasMore: more}}
 }
 
-// FindRecords lists records of resource r, newest first.
+// FindRecords lists records of resource r: newest first unless lp says
+// otherwise, filtered as lp says.
 func (sc *Scoped) FindRecords(ctx context.Context, r *Resource, lp ListParams) (Page[*Record], error) {
 	if err := sc.authorize(operationFor(ActionList, r)); err != nil {
 		return Page[*Record]{}, err
 	}
-	lp, err := lp.normalize()
+	q, lp, err := lp.recordQuery(r)
 	if err != nil {
 		return Page[*Record]{}, err
 	}
-	rows, err := sc.s.backend.FindRecords(ctx, r, sc.p.WorkspaceID, RecordQuery{Limit: lp.Limit + 1, Offset: lp.Offset})
+	rows, err := sc.s.backend.FindRecords(ctx, r, sc.p.WorkspaceID, q)
 	if err != nil {
 		return Page[*Record]{}, err
 	}
-	return pageOf(rows, lp), nil
+	page := pageOf(rows, lp)
+	if page.Pagination.HasMore {
+		last := page.Data[len(page.Data)-1]
+		c := encodeCursor(q, last)
+		page.Pagination.NextCursor = &c
+	}
+	return page, nil
 }
 
 // FindRecordByID returns one record. A record of another workspace is
@@ -121,6 +111,10 @@ func (sc *Scoped) CreateRecord(ctx context.Context, r *Resource, input map[strin
 	if err := sc.authorize(operationFor(ActionCreate, r)); err != nil {
 		return nil, err
 	}
+	return sc.create(ctx, r, input)
+}
+
+func (sc *Scoped) create(ctx context.Context, r *Resource, input map[string]any) (*Record, error) {
 	fields, err := r.ValidateCreate(input)
 	if err != nil {
 		return nil, err
@@ -140,9 +134,19 @@ func (sc *Scoped) CreateRecord(ctx context.Context, r *Resource, input map[strin
 		APIKeyID:    sc.p.KeyID,
 	}
 	if err := sc.s.backend.InsertRecord(ctx, rec); err != nil {
-		return nil, err
+		return nil, externalIDConflict(r, fields, err)
 	}
 	return rec, nil
+}
+
+// externalIDConflict explains a unique violation on write, which can only be
+// the external id.
+func externalIDConflict(r *Resource, fields map[string]any, err error) error {
+	if ErrorCode(err) != ECONFLICT || errors.Is(err, ErrStale) || fields[ExternalIDField] == nil {
+		return err
+	}
+	return &Error{Code: ECONFLICT, Field: ExternalIDField,
+		Message: fmt.Sprintf("%s: another %s already has external_id %q.", ExternalIDField, r.Singular, fields[ExternalIDField])}
 }
 
 // checkRefs makes sure every reference names a record of the right resource

@@ -15,6 +15,7 @@ type Service struct {
 	backend Backend
 	now     func() time.Time
 	keys    *keyCache
+	idemTTL time.Duration
 }
 
 // Option configures a Service.
@@ -34,7 +35,7 @@ const DefaultKeyCacheTTL = time.Second
 
 // NewService returns a service over backend b.
 func NewService(b Backend, opts ...Option) *Service {
-	s := &Service{backend: b, now: time.Now, keys: newKeyCache(DefaultKeyCacheTTL)}
+	s := &Service{backend: b, now: time.Now, keys: newKeyCache(DefaultKeyCacheTTL), idemTTL: DefaultIdempotencyTTL}
 	for _, o := range opts {
 		o(s)
 	}
