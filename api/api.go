@@ -87,6 +87,10 @@ func New(cfg Config) http.Handler {
 	e.HandleMethodNotAllowed = true
 	e.RedirectTrailingSlash = false
 	e.RedirectFixedPath = false
+	// Route on the escaped path and leave path values escaped: an external
+	// id may contain "/" (sent as %2F), and handlers unescape it themselves.
+	e.UseEscapedPath = true
+	e.UnescapePathValues = false
 	_ = e.SetTrustedProxies(nil) // nil never fails: client addresses come from the connection only
 
 	// Every response, routed or not, gets a request id and security headers;
@@ -96,13 +100,18 @@ func New(cfg Config) http.Handler {
 	e.NoMethod(s.noMethod)
 
 	e.GET(HealthPath, health)
+	registerDocs(e, s)
 
 	// Authenticated routes: usage is recorded for every request that passed
 	// authentication (including rate-limited ones); the inner recovery lets a
 	// panicking handler still produce a usage event with status 500.
 	rest := e.Group("", s.authenticate, s.recordUsage(store.TransportREST), s.recovery, s.rateLimit)
 	for _, rt := range Routes() {
-		rest.Handle(rt.Method, rt.Path, s.handle(rt))
+		if rt.Idempotent {
+			rest.Handle(rt.Method, rt.Path, s.idempotent(rt), s.handle(rt))
+		} else {
+			rest.Handle(rt.Method, rt.Path, s.handle(rt))
+		}
 	}
 
 	if cfg.MCP != nil {

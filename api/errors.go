@@ -35,6 +35,9 @@ var statusByCode = map[string]int{
 	EUNSUPPORTEDMEDIA:   http.StatusUnsupportedMediaType,
 	store.ERATELIMITED:  http.StatusTooManyRequests,
 	store.EINTERNAL:     http.StatusInternalServerError,
+
+	store.EIDEMPOTENCYINUSE:  http.StatusConflict,
+	store.EIDEMPOTENCYREUSED: http.StatusUnprocessableEntity,
 }
 
 // StatusOf returns the HTTP status for an error code.
@@ -55,23 +58,40 @@ type ErrorBody struct {
 // writeError is the one place errors become responses. Internal errors are
 // logged here, once, with the request id; the client gets a generic message.
 func (s *server) writeError(c *gin.Context, err error) {
-	code := store.ErrorCode(err)
+	s.errorOf(c, err)
+	respondError(c, err)
+}
+
+// errorOf returns the code and client-facing message of err, logging it
+// (once, with the request id and attrs) when it is internal. Errors of batch
+// items go through here as well as whole responses.
+func (s *server) errorOf(c *gin.Context, err error, attrs ...any) (code, msg string) {
+	code, msg = clientError(err)
 	if StatusOf(code) >= http.StatusInternalServerError {
-		s.log.ErrorContext(c.Request.Context(), "request failed",
+		args := append([]any{
 			"request_id", c.GetString(requestIDKey),
 			"method", c.Request.Method,
 			"route", c.FullPath(),
-			"error", err)
+			"error", err,
+		}, attrs...)
+		s.log.ErrorContext(c.Request.Context(), "request failed", args...)
 	}
-	respondError(c, err)
+	return code, msg
+}
+
+// clientError returns what a client may see of err: its code, and its
+// message unless it is internal. Codes without a status are internal.
+func clientError(err error) (code, msg string) {
+	code, msg = store.ErrorCode(err), store.ErrorMessage(err)
+	if _, known := statusByCode[code]; !known {
+		code, msg = store.EINTERNAL, store.InternalMessage
+	}
+	return code, msg
 }
 
 // respondError writes err without logging it.
 func respondError(c *gin.Context, err error) {
-	code, msg := store.ErrorCode(err), store.ErrorMessage(err)
-	if _, known := statusByCode[code]; !known {
-		code, msg = store.EINTERNAL, store.InternalMessage
-	}
+	code, msg := clientError(err)
 	status := StatusOf(code)
 	if status == http.StatusUnauthorized {
 		c.Header("WWW-Authenticate", "Bearer")

@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -69,14 +70,30 @@ type env struct {
 	withoutScope map[store.Scope]string
 }
 
-type envOption func(*api.Config)
+// envConfig is what envOptions change: the API's configuration and the
+// service's options.
+type envConfig struct {
+	api     api.Config
+	service []store.Option
+}
 
-func withLimiter(l api.RateLimiter) envOption { return func(c *api.Config) { c.Limiter = l } }
-func withMCP(h http.Handler) envOption        { return func(c *api.Config) { c.MCP = h } }
+type envOption func(*envConfig)
+
+func withLimiter(l api.RateLimiter) envOption { return func(c *envConfig) { c.api.Limiter = l } }
+func withMCP(h http.Handler) envOption        { return func(c *envConfig) { c.api.MCP = h } }
+
+// withClock gives the service a clock the test controls.
+func withClock(c *testClock) envOption {
+	return func(ec *envConfig) { ec.service = append(ec.service, store.WithClock(c.Now)) }
+}
 
 func newEnv(t *testing.T, b store.Backend, opts ...envOption) *env {
 	t.Helper()
-	e := &env{t: t, backend: b, svc: store.NewService(b), logs: &syncBuffer{}, usage: newRecorder(),
+	var ec envConfig
+	for _, o := range opts {
+		o(&ec)
+	}
+	e := &env{t: t, backend: b, svc: store.NewService(b, ec.service...), logs: &syncBuffer{}, usage: newRecorder(),
 		withoutScope: map[store.Scope]string{}}
 	ctx := t.Context()
 	var err error
@@ -102,15 +119,11 @@ func newEnv(t *testing.T, b store.Backend, opts ...envOption) *env {
 	exp := time.Now().Add(-time.Hour)
 	_, e.expired = e.newKey(past, e.wsA.ID, store.AllScopes(), &exp)
 
-	cfg := api.Config{
-		Service: e.svc,
-		Logger:  slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		Usage:   e.usage,
-		Version: "test",
-	}
-	for _, o := range opts {
-		o(&cfg)
-	}
+	cfg := ec.api
+	cfg.Service = e.svc
+	cfg.Logger = slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	cfg.Usage = e.usage
+	cfg.Version = "test"
 	e.srv = httptest.NewServer(api.New(cfg))
 	t.Cleanup(e.srv.Close)
 	return e
@@ -162,6 +175,7 @@ type request struct {
 }
 
 type response struct {
+	path   string // of the request
 	status int
 	header http.Header
 	body   []byte
@@ -178,9 +192,18 @@ func (r response) json(t *testing.T) map[string]any {
 
 func (e *env) do(t *testing.T, rq request) response {
 	t.Helper()
-	req, err := http.NewRequestWithContext(t.Context(), rq.method, e.srv.URL+rq.path, rq.body)
+	r, err := e.try(t.Context(), rq)
 	if err != nil {
-		t.Fatalf("NewRequest %s %s: %v", rq.method, rq.path, err)
+		t.Fatalf("%s %s: %v", rq.method, rq.path, err)
+	}
+	return r
+}
+
+// try is do for goroutines other than the test's: it returns errors.
+func (e *env) try(ctx context.Context, rq request) (response, error) {
+	req, err := http.NewRequestWithContext(ctx, rq.method, e.srv.URL+rq.path, rq.body)
+	if err != nil {
+		return response{}, err
 	}
 	if rq.key != "" {
 		req.Header.Set("Authorization", "Bearer "+rq.key)
@@ -195,14 +218,14 @@ func (e *env) do(t *testing.T, rq request) response {
 	}
 	resp, err := e.srv.Client().Do(req)
 	if err != nil {
-		t.Fatalf("%s %s: %v", rq.method, rq.path, err)
+		return response{}, err
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
 	if err != nil {
-		t.Fatalf("%s %s: read body: %v", rq.method, rq.path, err)
+		return response{}, fmt.Errorf("read body: %w", err)
 	}
-	return response{status: resp.StatusCode, header: resp.Header, body: body}
+	return response{path: rq.path, status: resp.StatusCode, header: resp.Header, body: body}, nil
 }
 
 func jsonBody(s string) io.Reader { return strings.NewReader(s) }
@@ -225,7 +248,8 @@ type group struct {
 
 var codeByStatus = map[int]string{
 	400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
-	413: "payload_too_large", 415: "unsupported_media_type", 429: "rate_limit_exceeded", 500: "internal_server_error",
+	409: "conflict", 413: "payload_too_large", 415: "unsupported_media_type", 422: "idempotency_key_reused",
+	429: "rate_limit_exceeded", 500: "internal_server_error",
 }
 
 // run runs every scenario of every group. Besides the status, it checks what
@@ -268,6 +292,12 @@ func checkCommon(t *testing.T, r response) {
 	}
 	if got := r.header.Get("X-Content-Type-Options"); got != "nosniff" {
 		t.Errorf("X-Content-Type-Options = %q, want nosniff", got)
+	}
+	if r.status == http.StatusNoContent {
+		if len(r.body) != 0 || r.header.Get("Content-Type") != "" {
+			t.Errorf("204 with Content-Type %q and body %q", r.header.Get("Content-Type"), clip(r.body))
+		}
+		return
 	}
 	if ct := r.header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
 		t.Errorf("Content-Type = %q, want JSON", ct)
@@ -462,4 +492,158 @@ func mustJSON(t *testing.T, v any) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// scoped returns the operations of key's principal, for setting up data
+// the way the API would.
+func (e *env) scoped(key string) *store.Scoped {
+	e.t.Helper()
+	p, err := e.svc.Authenticate(e.t.Context(), key)
+	if err != nil {
+		e.t.Fatalf("Authenticate: %v", err)
+	}
+	return e.svc.Scoped(p)
+}
+
+// get reads a record through the API with key, failing unless it is 200.
+func (e *env) get(t *testing.T, key string, r *store.Resource, id string) map[string]any {
+	t.Helper()
+	resp := e.do(t, request{method: http.MethodGet, path: "/api/v1/" + r.Name + "/" + id, key: key})
+	if resp.status != http.StatusOK {
+		t.Fatalf("GET %s %s: status %d: %s", r.Name, id, resp.status, clip(resp.body))
+	}
+	return resp.json(t)
+}
+
+// testClock is a clock the test sets; it only moves when told to.
+type testClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func newTestClock() *testClock {
+	return &testClock{now: time.Now().UTC().Truncate(time.Second).Add(-time.Hour)}
+}
+
+func (c *testClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *testClock) set(t time.Time) {
+	c.mu.Lock()
+	c.now = t
+	c.mu.Unlock()
+}
+
+// gatedBackend is a real backend whose InsertRecord a test can hold at a
+// gate, make fail or make panic, to put a request in a known state.
+type gatedBackend struct {
+	store.Backend
+	mu      sync.Mutex
+	hold    chan struct{} // while set, inserts signal entered and wait for it to close
+	entered chan struct{}
+	fail    []error // errors returned by the next inserts, in order
+	panics  int     // the next inserts panic this many times
+}
+
+func gate(b store.Backend) *gatedBackend { return &gatedBackend{Backend: b} }
+
+func (g *gatedBackend) InsertRecord(ctx context.Context, rec *store.Record) error {
+	g.mu.Lock()
+	hold, entered := g.hold, g.entered
+	var err error
+	if len(g.fail) > 0 {
+		err, g.fail = g.fail[0], g.fail[1:]
+	}
+	panicking := g.panics > 0
+	if panicking {
+		g.panics--
+	}
+	g.mu.Unlock()
+	if panicking {
+		panic("insert exploded: secret detail")
+	}
+	if err != nil {
+		return err
+	}
+	if hold != nil {
+		entered <- struct{}{}
+		select {
+		case <-hold:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return g.Backend.InsertRecord(ctx, rec)
+}
+
+// close holds inserts until the returned release is called; entered
+// receives once per insert that reached the gate.
+func (g *gatedBackend) close() (entered <-chan struct{}, release func()) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	hold, ent := make(chan struct{}), make(chan struct{}, 64)
+	g.hold, g.entered = hold, ent
+	var once sync.Once
+	return ent, func() {
+		once.Do(func() {
+			g.mu.Lock()
+			g.hold = nil
+			g.mu.Unlock()
+			close(hold)
+		})
+	}
+}
+
+func (g *gatedBackend) failNext(errs ...error) {
+	g.mu.Lock()
+	g.fail = append(g.fail, errs...)
+	g.mu.Unlock()
+}
+
+func (g *gatedBackend) panicNext() {
+	g.mu.Lock()
+	g.panics++
+	g.mu.Unlock()
+}
+
+// waitFor receives from ch or fails the test after 10 s.
+func waitFor(t *testing.T, ch <-chan struct{}, what string) {
+	t.Helper()
+	select {
+	case <-ch:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("timed out waiting for %s", what)
+	}
+}
+
+// page is a decoded record list.
+type page struct {
+	Data       []map[string]any `json:"data"`
+	Pagination struct {
+		Limit      int     `json:"limit"`
+		Offset     int     `json:"offset"`
+		HasMore    bool    `json:"has_more"`
+		NextCursor *string `json:"next_cursor"`
+	} `json:"pagination"`
+}
+
+func decodePage(t *testing.T, r response) page {
+	t.Helper()
+	var p page
+	if err := json.Unmarshal(r.body, &p); err != nil {
+		t.Fatalf("decode page: %v: %s", err, clip(r.body))
+	}
+	return p
+}
+
+// ids returns the ids of a page's records, in order.
+func (p page) ids() []string {
+	out := make([]string, len(p.Data))
+	for i, d := range p.Data {
+		out[i], _ = d["id"].(string)
+	}
+	return out
 }

@@ -99,6 +99,65 @@ func listParams(q map[string]string) (store.ListParams, error) {
 	return lp, nil
 }
 
+// recordListQuery reads the query parameters of a record list of resource
+// r. Values are checked here for shape (integers, times, booleans) and by
+// store for meaning (sort orders, cursors, filter values).
+func recordListQuery(q map[string]string, r *store.Resource) (store.ListParams, error) {
+	lp, err := listParams(q)
+	if err != nil {
+		return lp, err
+	}
+	lp.Sort, lp.Cursor, lp.Q = q["sort"], q["cursor"], q["q"]
+	if _, ok := q["cursor"]; ok && lp.Cursor == "" {
+		return lp, store.FieldError("cursor", "must not be empty; leave it out for the first page.")
+	}
+	if _, ok := q["sort"]; ok && lp.Sort == "" {
+		return lp, store.FieldError("sort", "must be one of %s.", strings.Join(store.SortOrders, ", "))
+	}
+	for _, b := range []struct {
+		name string
+		dst  *time.Time
+	}{
+		{"created_after", &lp.CreatedAfter}, {"created_before", &lp.CreatedBefore},
+		{"updated_after", &lp.UpdatedAfter}, {"updated_before", &lp.UpdatedBefore},
+	} {
+		if v, ok := q[b.name]; ok {
+			t, err := parseTime(b.name, v)
+			if err != nil {
+				return lp, err
+			}
+			*b.dst = t
+		}
+	}
+	if v, ok := q["include_deleted"]; ok {
+		switch v {
+		case "true":
+			lp.IncludeDeleted = true
+		case "false":
+		default:
+			return lp, store.FieldError("include_deleted", "must be true or false, got %q.", clip(v))
+		}
+	}
+	for _, name := range r.FilterNames() {
+		if v, ok := q[name]; ok {
+			if lp.Filters == nil {
+				lp.Filters = map[string]string{}
+			}
+			lp.Filters[name] = v
+		}
+	}
+	return lp, nil
+}
+
+// parseTime reads an RFC 3339 time given as query parameter name.
+func parseTime(name, v string) (time.Time, error) {
+	t, err := time.Parse(time.RFC3339Nano, v)
+	if err != nil {
+		return t, store.FieldError(name, "must be an RFC 3339 time such as 2025-01-31T00:00:00Z, got %q.", clip(v))
+	}
+	return t.UTC(), nil
+}
+
 // usageQuery reads the usage filters key_id, status, from and to.
 func usageQuery(q map[string]string) (store.UsageQuery, error) {
 	var uq store.UsageQuery
@@ -118,13 +177,55 @@ func usageQuery(q map[string]string) (store.UsageQuery, error) {
 		if !ok {
 			continue
 		}
-		t, err := time.Parse(time.RFC3339Nano, v)
+		t, err := parseTime(f.name, v)
 		if err != nil {
-			return uq, store.FieldError(f.name, "must be an RFC 3339 time such as 2025-01-31T00:00:00Z, got %q.", clip(v))
+			return uq, err
 		}
-		*f.dst = t.UTC()
+		*f.dst = t
 	}
 	return uq, nil
+}
+
+// decodeBatch reads the body of a batch request, {"records": [...]}. Items
+// that are not JSON objects come back as nil inputs, with their JSON kind in
+// bad, so that each can fail on its own. The number of records is checked by
+// store.
+func decodeBatch(req *http.Request) (inputs []map[string]any, bad map[int]string, err error) {
+	obj, err := decodeObject(req)
+	if err != nil {
+		return nil, nil, err
+	}
+	var unknown []string
+	for k := range obj {
+		if k != "records" {
+			unknown = append(unknown, strconv.Quote(clip(k)))
+		}
+	}
+	if len(unknown) > 0 {
+		slices.Sort(unknown)
+		return nil, nil, &store.Error{Code: store.EBADREQUEST, Field: "records",
+			Message: fmt.Sprintf("Unknown field(s) in a batch request: %s. The body is {\"records\": [...]}.", strings.Join(unknown, ", "))}
+	}
+	raw, ok := obj["records"]
+	if !ok {
+		return nil, nil, store.FieldError("records", "is required: the body is {\"records\": [...]} with 1 to %d records.", store.MaxBatch)
+	}
+	items, ok := raw.([]any)
+	if !ok {
+		return nil, nil, store.FieldError("records", "must be an array of 1 to %d records, got %s.", store.MaxBatch, jsonKind(raw))
+	}
+	inputs = make([]map[string]any, len(items))
+	for i, it := range items {
+		if m, isObj := it.(map[string]any); isObj {
+			inputs[i] = m
+			continue
+		}
+		if bad == nil {
+			bad = map[int]string{}
+		}
+		bad[i] = jsonKind(it)
+	}
+	return inputs, bad, nil
 }
 
 // decodeObject reads a request body that must be one JSON object in UTF-8.

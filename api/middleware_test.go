@@ -426,9 +426,7 @@ func TestRoutes(t *testing.T) {
 		if !strings.HasPrefix(rt.Path, api.APIPrefix+"/") {
 			t.Errorf("route %s outside %s", k, api.APIPrefix)
 		}
-		if rt.Body != (rt.Method == http.MethodPost) {
-			t.Errorf("route %s: Body %v", k, rt.Body)
-		}
+		checkRouteData(t, rt)
 	}
 	for _, op := range store.Operations {
 		if byOp[op.Name] != 1 {
@@ -442,7 +440,8 @@ func TestRoutes(t *testing.T) {
 		if !ok {
 			t.Fatal("api.New does not return a *gin.Engine")
 		}
-		want := map[string]bool{"GET " + api.HealthPath: true}
+		want := map[string]bool{"GET " + api.HealthPath: true, "GET " + api.OpenAPIPath: true,
+			"GET " + api.DocsPath: true, "GET " + api.DocsCSSPath: true}
 		for k := range byRoute {
 			want[k] = true
 		}
@@ -465,5 +464,72 @@ func TestRoutes(t *testing.T) {
 				t.Errorf("served but not in the table: %s", k)
 			}
 		}
+	}
+}
+
+// checkRouteData checks that a route describes itself consistently, for the
+// documentation generated from it.
+func checkRouteData(t *testing.T, rt api.Route) {
+	t.Helper()
+	k := rt.Method + " " + rt.Path
+	writes := rt.Method == http.MethodPost || rt.Method == http.MethodPatch || rt.Method == http.MethodPut
+	if rt.Body != writes || rt.Body != (rt.BodyKind != api.BodyNone) {
+		t.Errorf("route %s: Body %v, BodyKind %q", k, rt.Body, rt.BodyKind)
+	}
+	if rt.Idempotent != (rt.Method != http.MethodGet) || rt.Idempotent == rt.Operation.ReadOnly {
+		t.Errorf("route %s: Idempotent %v", k, rt.Idempotent)
+	}
+	var args []string
+	for seg := range strings.SplitSeq(rt.Path, "/") {
+		if name, ok := strings.CutPrefix(seg, ":"); ok {
+			args = append(args, name)
+		}
+	}
+	var got []string
+	for _, p := range rt.PathArgs {
+		got = append(got, p.Name)
+		if p.Type == "" || p.Description == "" {
+			t.Errorf("route %s: path parameter %s undescribed", k, p.Name)
+		}
+	}
+	if !slices.Equal(args, got) {
+		t.Errorf("route %s: PathArgs %v, path has %v", k, got, args)
+	}
+	for _, q := range rt.Query {
+		if q.Type == "" || q.Description == "" {
+			t.Errorf("route %s: query parameter %s undescribed", k, q.Name)
+		}
+	}
+	if len(rt.Responses) < 2 || rt.Responses[0].Status >= 300 || rt.Responses[0].Body == api.ResponseError {
+		t.Fatalf("route %s: responses %+v", k, rt.Responses)
+	}
+	statuses := map[int]bool{}
+	for _, r := range rt.Responses {
+		if statuses[r.Status] {
+			t.Errorf("route %s: status %d listed twice", k, r.Status)
+		}
+		statuses[r.Status] = true
+		if r.Description == "" {
+			t.Errorf("route %s: response %d undescribed", k, r.Status)
+		}
+		if (r.Status >= 400) != (r.Body == api.ResponseError) {
+			t.Errorf("route %s: response %d has body %q", k, r.Status, r.Body)
+		}
+		for _, code := range r.Codes {
+			if api.StatusOf(code) != r.Status {
+				t.Errorf("route %s: code %s under status %d", k, code, r.Status)
+			}
+		}
+	}
+	for _, st := range []int{400, 401, 410, 429, 500} {
+		if !statuses[st] {
+			t.Errorf("route %s: no %d response", k, st)
+		}
+	}
+	if rt.Idempotent && (!statuses[409] || !statuses[422]) {
+		t.Errorf("route %s: idempotent without 409 and 422 responses", k)
+	}
+	if (rt.Operation.Scope != "") != statuses[403] {
+		t.Errorf("route %s: scope %q but 403 listed %v", k, rt.Operation.Scope, statuses[403])
 	}
 }

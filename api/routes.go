@@ -2,8 +2,10 @@ package api
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"slices"
+	"strconv"
 
 	"github.com/gin-gonic/gin"
 
@@ -17,19 +19,79 @@ type Route struct {
 	Operation store.Operation
 	Method    string
 	Path      string  // gin pattern, such as /api/v1/accounts/:id
+	PathArgs  []Param // the path's parameters (":id" is Param{Name: "id"}), in path order
 	Query     []Param // accepted query parameters; any other is refused
-	// Body reports whether the route reads a JSON object body (the fields of
-	// Operation.Resource).
-	Body   bool
-	handle handlerFunc
+	// Body reports whether the route reads a JSON object body; BodyKind
+	// says what it holds (built from the fields of Operation.Resource).
+	Body     bool
+	BodyKind BodyKind
+	// Idempotent reports whether the route honours an Idempotency-Key
+	// header (every route that writes).
+	Idempotent bool
+	// Responses lists what the route can answer, success first, then the
+	// errors in status order. Error bodies are ErrorBody.
+	Responses []Response
+	handle    handlerFunc
 }
 
-// Param describes a query parameter.
+// Param describes a path or query parameter.
 type Param struct {
-	Name        string
-	Type        string // "integer", "string", "id" or "date-time"
+	Name string
+	// Type is "integer", "string", "number", "boolean", "id" (a UUID) or
+	// "date-time" (RFC 3339).
+	Type        string
 	Enum        []string
 	Default     string
+	MaxLength   int // in characters; 0: no limit beyond the query's
+	Description string
+}
+
+// BodyKind says what a route's request body holds.
+type BodyKind string
+
+const (
+	// BodyNone: the route reads no body.
+	BodyNone BodyKind = ""
+	// BodyRecord: the fields of a new record of Operation.Resource; the
+	// resource's required fields are required. Unknown fields are refused;
+	// id, created_at, updated_at, created_via, api_key_id, workspace_id and
+	// company_id are ignored.
+	BodyRecord BodyKind = "record"
+	// BodyPatch: some fields of Operation.Resource; null (or "") clears an
+	// optional field, absent fields are left alone, required fields cannot
+	// be cleared.
+	BodyPatch BodyKind = "patch"
+	// BodyUpsert: the fields of the record with the external id of the path:
+	// BodyRecord when it is created, BodyPatch when it is updated. An
+	// external_id in the body must equal the path's.
+	BodyUpsert BodyKind = "upsert"
+	// BodyBatch: BatchRequest, each item a BodyRecord.
+	BodyBatch BodyKind = "batch"
+	// BodyBatchUpsert: BatchRequest, each item a BodyUpsert whose
+	// external_id is required.
+	BodyBatchUpsert BodyKind = "batch_upsert"
+)
+
+// ResponseKind says what a response body holds.
+type ResponseKind string
+
+const (
+	ResponseEmpty       ResponseKind = ""             // no body (204)
+	ResponseRecord      ResponseKind = "record"       // one record of Operation.Resource (store.Record)
+	ResponseRecordPage  ResponseKind = "record_page"  // store.Page of records; tombstones with include_deleted
+	ResponseBatch       ResponseKind = "batch"        // BatchResponse
+	ResponseMe          ResponseKind = "me"           // MeResponse
+	ResponseUsageCounts ResponseKind = "usage_counts" // UsageCountsResponse
+	ResponseUsageLogs   ResponseKind = "usage_logs"   // store.Page of store.UsageEvent
+	ResponseError       ResponseKind = "error"        // ErrorBody
+)
+
+// Response is one answer a route can give.
+type Response struct {
+	Status int
+	Body   ResponseKind
+	// Codes are the error codes answered with this status (errors only).
+	Codes       []string
 	Description string
 }
 
@@ -51,8 +113,9 @@ const APIPrefix = "/api/v1"
 
 var (
 	pageParams = []Param{
-		{Name: "limit", Type: "integer", Default: "50", Description: "Page size, 1 to 200; larger values are clamped to 200."},
-		{Name: "offset", Type: "integer", Default: "0", Description: "Number of records to skip, >= 0."},
+		{Name: "limit", Type: "integer", Default: strconv.Itoa(store.DefaultLimit),
+			Description: fmt.Sprintf("Page size, 1 to %d; larger values are clamped to %d.", store.MaxLimit, store.MaxLimit)},
+		{Name: "offset", Type: "integer", Default: "0", Description: "Number of records to skip, >= 0. Cannot be combined with cursor."},
 	}
 	usageFilterParams = []Param{
 		{Name: "key_id", Type: "id", Description: "Only requests made with this API key."},
@@ -62,7 +125,57 @@ var (
 	groupByParam = Param{Name: "group_by", Type: "string", Enum: []string{"day", "key", "route", "status"}, Default: "day",
 		Description: "What to group the counts by."}
 	statusParam = Param{Name: "status", Type: "integer", Description: "Only requests answered with this HTTP status."}
+
+	idParam         = Param{Name: "id", Type: "id", Description: "The record's id."}
+	externalIDParam = Param{Name: store.ExternalIDField, Type: "string", MaxLength: 255,
+		Description: "The record's id in another system, URL-encoded (a / is %2F)."}
 )
+
+// recordListParams are the query parameters of every record list, before
+// the resource's field filters.
+func recordListParams() []Param {
+	return []Param{
+		pageParams[0],
+		pageParams[1],
+		{Name: "cursor", Type: "string", MaxLength: 512,
+			Description: "pagination.next_cursor of the previous page: the next page by keyset, stable under concurrent inserts. Carries its sort order."},
+		{Name: "sort", Type: "string", Enum: store.SortOrders, Default: "-created_at",
+			Description: "Order of the list: by created_at or updated_at, ascending, or descending with a leading -. Ties are broken by id."},
+		{Name: "created_after", Type: "date-time", Description: "Only records created after this RFC 3339 time (exclusive)."},
+		{Name: "created_before", Type: "date-time", Description: "Only records created before this RFC 3339 time (exclusive)."},
+		{Name: "updated_after", Type: "date-time", Description: "Only records updated after this RFC 3339 time (exclusive); deletions count as updates."},
+		{Name: "updated_before", Type: "date-time", Description: "Only records updated before this RFC 3339 time (exclusive)."},
+		{Name: "q", Type: "string", MaxLength: 200,
+			Description: "Only records whose name or title contains this text, ignoring case. Plain text: no wildcards or patterns."},
+		{Name: "include_deleted", Type: "boolean", Enum: []string{"true", "false"}, Default: "false",
+			Description: "Also list tombstones of deleted records ({id, deleted: true, deleted_at, external_id, created_at, updated_at}), kept for the tombstone retention period."},
+	}
+}
+
+// filterParams are the exact-match filters of resource r.
+func filterParams(r *store.Resource) []Param {
+	var out []Param
+	for _, name := range r.FilterNames() {
+		f, _ := r.Field(name)
+		p := Param{Name: name, Type: "string", MaxLength: f.MaxLen,
+			Description: fmt.Sprintf("Only %s whose %s is exactly this value.", r.Name, name)}
+		switch f.Type {
+		case store.FieldNumber:
+			p.Type = "number"
+		case store.FieldRef:
+			p.Type, p.MaxLength = "id", 0
+		case store.FieldEnum:
+			p.Enum = f.Enum
+			p.Description = fmt.Sprintf("Only %s of this %s (any case).", r.Name, name)
+		case store.FieldEmail:
+			p.Description = fmt.Sprintf("Only %s with exactly this email address.", r.Name)
+		case store.FieldCurrency:
+			p.Description = fmt.Sprintf("Only %s in this ISO 4217 currency (any case).", r.Name)
+		}
+		out = append(out, p)
+	}
+	return out
+}
 
 var routes = buildRoutes()
 
@@ -74,32 +187,135 @@ func buildRoutes() []Route {
 	var out []Route
 	for _, op := range store.Operations {
 		var rt Route
+		var base string
+		if op.Resource != nil {
+			base = APIPrefix + "/" + op.Resource.Name
+		}
 		switch op.Action {
 		case store.ActionList:
-			rt = Route{Method: http.MethodGet, Path: APIPrefix + "/" + op.Resource.Name, Query: pageParams, handle: listRecords}
+			rt = Route{Method: http.MethodGet, Path: base, Query: append(recordListParams(), filterParams(op.Resource)...),
+				handle: listRecords, Responses: ok(http.StatusOK, ResponseRecordPage, "A page of "+op.Resource.Name+".")}
 		case store.ActionGet:
-			rt = Route{Method: http.MethodGet, Path: APIPrefix + "/" + op.Resource.Name + "/:id", handle: getRecord}
+			rt = Route{Method: http.MethodGet, Path: base + "/:id", PathArgs: []Param{idParam}, handle: getRecord,
+				Responses: ok(http.StatusOK, ResponseRecord, "The "+op.Resource.Singular+".")}
 		case store.ActionCreate:
-			rt = Route{Method: http.MethodPost, Path: APIPrefix + "/" + op.Resource.Name, Body: true, handle: createRecord}
+			rt = Route{Method: http.MethodPost, Path: base, BodyKind: BodyRecord, handle: createRecord,
+				Responses: ok(http.StatusCreated, ResponseRecord, "The new "+op.Resource.Singular+"; Location names it.")}
+		case store.ActionUpdate:
+			rt = Route{Method: http.MethodPatch, Path: base + "/:id", PathArgs: []Param{idParam}, BodyKind: BodyPatch,
+				handle: updateRecord, Responses: ok(http.StatusOK, ResponseRecord, "The updated "+op.Resource.Singular+".")}
+		case store.ActionDelete:
+			rt = Route{Method: http.MethodDelete, Path: base + "/:id", PathArgs: []Param{idParam}, handle: deleteRecord,
+				Responses: ok(http.StatusNoContent, ResponseEmpty, "Deleted; lists show a tombstone with include_deleted=true.")}
+		case store.ActionUpsert:
+			rt = Route{Method: http.MethodPut, Path: base + "/by-external-id/:" + store.ExternalIDField,
+				PathArgs: []Param{externalIDParam}, BodyKind: BodyUpsert, handle: upsertRecord,
+				Responses: []Response{
+					{Status: http.StatusOK, Body: ResponseRecord, Description: "The existing " + op.Resource.Singular + ", updated."},
+					{Status: http.StatusCreated, Body: ResponseRecord, Description: "The new " + op.Resource.Singular + "; Location names it."},
+				}}
+		case store.ActionBatchCreate:
+			rt = Route{Method: http.MethodPost, Path: base + "/batch", BodyKind: BodyBatch, handle: batchCreate,
+				Responses: ok(http.StatusOK, ResponseBatch, "One result per record, in order: status 201 with data, or an error.")}
+		case store.ActionBatchUpsert:
+			rt = Route{Method: http.MethodPost, Path: base + "/batch/upsert", BodyKind: BodyBatchUpsert, handle: batchUpsert,
+				Responses: ok(http.StatusOK, ResponseBatch, "One result per record, in order: status 201 (created) or 200 (updated) with data, or an error.")}
 		case store.ActionWhoami:
-			rt = Route{Method: http.MethodGet, Path: APIPrefix + "/me", handle: whoami}
+			rt = Route{Method: http.MethodGet, Path: APIPrefix + "/me", handle: whoami,
+				Responses: ok(http.StatusOK, ResponseMe, "The calling key, its workspace and its rate limit state.")}
 		case store.ActionUsageCounts:
 			rt = Route{Method: http.MethodGet, Path: APIPrefix + "/usage",
-				Query: append([]Param{groupByParam}, usageFilterParams...), handle: usageCounts}
+				Query: append([]Param{groupByParam}, usageFilterParams...), handle: usageCounts,
+				Responses: ok(http.StatusOK, ResponseUsageCounts, "Request counts by group.")}
 		case store.ActionUsageLogs:
 			rt = Route{Method: http.MethodGet, Path: APIPrefix + "/usage/logs",
-				Query: slices.Concat(usageFilterParams, []Param{statusParam}, pageParams), handle: usageLogs}
+				Query: slices.Concat(usageFilterParams, []Param{statusParam}, pageParams), handle: usageLogs,
+				Responses: ok(http.StatusOK, ResponseUsageLogs, "A page of request log entries, newest first.")}
 		default:
 			continue // an operation without a route fails the route table test
 		}
 		rt.Operation = op
+		rt.Body = rt.BodyKind != BodyNone
+		rt.Idempotent = !op.ReadOnly
+		rt.Responses = append(rt.Responses, errorResponses(rt)...)
 		out = append(out, rt)
+	}
+	return out
+}
+
+func ok(status int, body ResponseKind, desc string) []Response {
+	return []Response{{Status: status, Body: body, Description: desc}}
+}
+
+// errorResponses lists the errors route rt can answer.
+func errorResponses(rt Route) []Response {
+	op := rt.Operation
+	type entry struct {
+		codes []string
+		desc  string
+	}
+	byStatus := map[int]*entry{}
+	add := func(code, desc string) {
+		st := StatusOf(code)
+		e := byStatus[st]
+		if e == nil {
+			e = &entry{}
+			byStatus[st] = e
+		}
+		if !slices.Contains(e.codes, code) {
+			e.codes = append(e.codes, code)
+		}
+		switch {
+		case desc == "":
+		case e.desc == "":
+			e.desc = desc
+		default:
+			e.desc += " " + desc
+		}
+	}
+	add(store.EBADREQUEST, "Invalid input: an unknown or malformed query parameter, path parameter or body; the message names it.")
+	add(store.EUNAUTHORIZED, "Missing or invalid API key.")
+	if op.Scope != "" {
+		add(store.EFORBIDDEN, "The API key lacks the scope "+string(op.Scope)+".")
+	}
+	if len(rt.PathArgs) > 0 && rt.PathArgs[0].Name == "id" {
+		add(store.ENOTFOUND, "No such "+op.Resource.Singular+" in the key's workspace.")
+	}
+	switch op.Action {
+	case store.ActionCreate, store.ActionUpdate, store.ActionUpsert:
+		add(store.ECONFLICT, "Another "+op.Resource.Singular+" already has this external_id, or the record kept changing under concurrent writes.")
+	case store.ActionDelete:
+		add(store.ECONFLICT, "Other records still reference this "+op.Resource.Singular+".")
+	}
+	if rt.Idempotent {
+		add(store.EIDEMPOTENCYINUSE, "A request with this Idempotency-Key is still running.")
+		add(store.EIDEMPOTENCYREUSED, "This Idempotency-Key was used with a different request.")
+	}
+	add(store.EREVOKED, "The API key was revoked or has expired.")
+	add(store.EEXPIRED, "")
+	if rt.BodyKind != BodyNone {
+		add(EPAYLOADTOOLARGE, "The body is larger than 1 MiB.")
+		add(EUNSUPPORTEDMEDIA, "The body is not application/json in UTF-8.")
+	}
+	add(store.ERATELIMITED, "Too many requests; see Retry-After.")
+	add(store.EINTERNAL, "An unexpected error; the request id is logged.")
+
+	statuses := make([]int, 0, len(byStatus))
+	for st := range byStatus {
+		statuses = append(statuses, st)
+	}
+	slices.Sort(statuses)
+	out := make([]Response, 0, len(statuses))
+	for _, st := range statuses {
+		e := byStatus[st]
+		out = append(out, Response{Status: st, Body: ResponseError, Codes: e.codes, Description: e.desc})
 	}
 	return out
 }
 
 // handle adapts a route handler to gin: it validates the query string,
 // builds the caller's scoped operations and writes the result or the error.
+// A nil body with a status answers without a body (204).
 func (s *server) handle(rt Route) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		q, err := parseQuery(c.Request.URL.RawQuery, rt.Query)
@@ -112,6 +328,10 @@ func (s *server) handle(rt Route) gin.HandlerFunc {
 		status, body, err := rt.handle(&request{ctx: ctx, c: c, s: s, sc: s.svc.Scoped(p), op: rt.Operation, query: q})
 		if err != nil {
 			s.writeError(c, err)
+			return
+		}
+		if body == nil {
+			c.Status(status)
 			return
 		}
 		c.JSON(status, body)

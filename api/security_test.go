@@ -3,6 +3,7 @@ package api_test
 import (
 	"encoding/json"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -49,7 +50,7 @@ func TestSecurity(t *testing.T) {
 				if !ok {
 					t.Fatalf("operation %s has no REST route", op.Name)
 				}
-				req := func(key string) request { return securityRequest(t, rt, key, recA) }
+				req := func(key string) request { return securityRequest(t, e, rt, key, recA) }
 				expectError := func(t *testing.T, r response, status int, code, msg string) {
 					t.Helper()
 					if r.status != status {
@@ -59,12 +60,17 @@ func TestSecurity(t *testing.T) {
 				}
 				ok2xx := func(t *testing.T, r response) {
 					t.Helper()
-					want := http.StatusOK
-					if op.Action == store.ActionCreate {
-						want = http.StatusCreated
+					want := []int{http.StatusOK}
+					switch op.Action {
+					case store.ActionCreate:
+						want = []int{http.StatusCreated}
+					case store.ActionDelete:
+						want = []int{http.StatusNoContent}
+					case store.ActionUpsert:
+						want = []int{http.StatusCreated, http.StatusOK}
 					}
-					if r.status != want {
-						t.Fatalf("status %d, want %d: %s", r.status, want, clip(r.body))
+					if !slices.Contains(want, r.status) {
+						t.Fatalf("status %d, want %v: %s", r.status, want, clip(r.body))
 					}
 				}
 
@@ -96,30 +102,74 @@ func TestSecurity(t *testing.T) {
 					checkOwnWorkspace(t, e, op, r)
 				})
 				t.Run("key of another workspace", func(t *testing.T) {
-					checkOtherWorkspace(t, e, op, e.do(t, req(e.keyB)), recA, recB)
+					var before response // A's record as A sees it, for writes by id
+					if op.Resource != nil {
+						before = e.do(t, request{method: http.MethodGet, path: "/api/v1/" + op.Resource.Name + "/" + recA[op.Resource.Name].ID, key: e.keyA})
+					}
+					r := e.do(t, req(e.keyB))
+					checkOtherWorkspace(t, e, op, r, recA, recB)
+					if op.Resource != nil {
+						after := e.do(t, request{method: http.MethodGet, path: before.path, key: e.keyA})
+						if after.status != http.StatusOK || string(after.body) != string(before.body) {
+							t.Errorf("A's record changed:\n%s\nwant\n%s", after.body, before.body)
+						}
+					}
 				})
 			})
 		}
 	})
 }
 
+// securityExternalID is the external id the upsert routes are called with.
+func securityExternalID(r *store.Resource) string { return "security-" + r.Singular }
+
 // securityRequest builds a valid request for route rt about workspace A's
-// records: the get names A's record and the create references A's records.
-func securityRequest(t *testing.T, rt api.Route, key string, recA map[string]*store.Record) request {
+// records: ids name A's records (a delete names a new record of A, with
+// nothing referencing it), bodies reference A's records.
+func securityRequest(t *testing.T, e *env, rt api.Route, key string, recA map[string]*store.Record) request {
 	t.Helper()
+	r := rt.Operation.Resource
 	path := rt.Path
-	if strings.Contains(path, ":id") {
-		path = strings.Replace(path, ":id", recA[rt.Operation.Resource.Name].ID, 1)
+	if strings.Contains(path, "/:id") {
+		id := recA[r.Name].ID
+		if rt.Operation.Action == store.ActionDelete {
+			id = e.create(e.keyA, r, minimalBody(r)).ID
+		}
+		path = strings.Replace(path, ":id", id, 1)
+	}
+	if strings.Contains(path, ":"+store.ExternalIDField) {
+		path = strings.Replace(path, ":"+store.ExternalIDField, securityExternalID(r), 1)
 	}
 	rq := request{method: rt.Method, path: path, key: key}
-	if rt.Body {
-		body := minimalBody(rt.Operation.Resource)
-		if f, ok := firstRef(rt.Operation.Resource); ok {
+	// A body naming workspace A: by reference where the resource has one,
+	// else by a workspace_id, which is ignored.
+	body := func() map[string]any {
+		body := minimalBody(r)
+		if f, ok := firstRef(r); ok {
 			body[f.Name] = recA[f.Ref].ID
 		} else {
-			body["workspace_id"] = recA[rt.Operation.Resource.Name].WorkspaceID
+			body["workspace_id"] = recA[r.Name].WorkspaceID
 		}
-		rq.body = jsonBody(mustJSON(t, body))
+		return body
+	}
+	switch rt.BodyKind {
+	case api.BodyRecord, api.BodyUpsert:
+		rq.body = jsonBody(mustJSON(t, body()))
+	case api.BodyPatch:
+		// No reference: another workspace's key must get not_found for
+		// the id itself (references are covered by the other writes).
+		b := minimalBody(r)
+		b["workspace_id"] = recA[r.Name].WorkspaceID
+		rq.body = jsonBody(mustJSON(t, b))
+	case api.BodyBatch:
+		rq.body = jsonBody(mustJSON(t, map[string]any{"records": []any{body()}}))
+	case api.BodyBatchUpsert:
+		b := body()
+		b[store.ExternalIDField] = securityExternalID(r) + "-batch"
+		rq.body = jsonBody(mustJSON(t, map[string]any{"records": []any{b}}))
+	case api.BodyNone:
+	default:
+		t.Fatalf("route %s %s: body kind %q has no request in this test: add one", rt.Method, rt.Path, rt.BodyKind)
 	}
 	return rq
 }
@@ -166,7 +216,34 @@ func checkOwnWorkspace(t *testing.T, e *env, op store.Operation, r response) {
 		if ws := r.json(t)["workspace"].(map[string]any); ws["id"] != e.wsA.ID {
 			t.Errorf("workspace %v, want %s", ws, e.wsA.ID)
 		}
+	case store.ActionBatchCreate, store.ActionBatchUpsert:
+		for _, it := range decodeBatch(t, r).Results {
+			if it.Status != http.StatusCreated && it.Status != http.StatusOK {
+				t.Errorf("workspace A's batch item failed: %s", clip(r.body))
+			}
+		}
 	}
+}
+
+type batchBody struct {
+	Results []struct {
+		Index  int            `json:"index"`
+		Status int            `json:"status"`
+		Data   map[string]any `json:"data"`
+		Error  *struct {
+			Error   string `json:"error"`
+			Message string `json:"message"`
+		} `json:"error"`
+	} `json:"results"`
+}
+
+func decodeBatch(t *testing.T, r response) batchBody {
+	t.Helper()
+	var b batchBody
+	if err := json.Unmarshal(r.body, &b); err != nil {
+		t.Fatalf("decode batch response: %v: %s", err, clip(r.body))
+	}
+	return b
 }
 
 // checkOtherWorkspace checks what workspace B's key gets when it asks about
@@ -235,7 +312,71 @@ func checkOtherWorkspace(t *testing.T, e *env, op store.Operation, r response, r
 		if l := decodeList(t, r2); r2.status != http.StatusOK || len(l.Data) != 0 {
 			t.Errorf("workspace B filtering by A's key: status %d: %s", r2.status, clip(r2.body))
 		}
+	case store.ActionUpdate, store.ActionDelete:
+		// A's record: not found, and untouched.
+		if r.status != http.StatusNotFound {
+			t.Fatalf("status %d, want 404: %s", r.status, clip(r.body))
+		}
+		checkError(t, r, "not_found", "not found")
+		if op.Action == store.ActionDelete { // the request named a new record of A: still there
+			id := strings.TrimPrefix(r.path, "/api/v1/"+op.Resource.Name+"/")
+			e.get(t, e.keyA, op.Resource, id)
+		}
+	case store.ActionUpsert, store.ActionBatchUpsert, store.ActionBatchCreate:
+		checkOtherWorkspaceWrite(t, e, op, r, recA)
 	default:
 		t.Errorf("operation %s (action %s) has no cross-workspace rule in this test: add one", op.Name, op.Action)
+	}
+}
+
+// checkOtherWorkspaceWrite checks the writes by external id and in batches
+// that workspace B's key sends about A's records: a reference to A's record
+// is refused as if it did not exist, and an external id A uses creates a new
+// record in B rather than touching A's.
+func checkOtherWorkspaceWrite(t *testing.T, e *env, op store.Operation, r response, recA map[string]*store.Record) {
+	t.Helper()
+	status, errBody, data := r.status, map[string]any(nil), map[string]any(nil)
+	if op.Action != store.ActionUpsert {
+		if r.status != http.StatusOK {
+			t.Fatalf("batch status %d, want 200: %s", r.status, clip(r.body))
+		}
+		b := decodeBatch(t, r)
+		if len(b.Results) != 1 || b.Results[0].Index != 0 {
+			t.Fatalf("batch results %s", clip(r.body))
+		}
+		status, data = b.Results[0].Status, b.Results[0].Data
+		if b.Results[0].Error != nil {
+			errBody = map[string]any{"error": b.Results[0].Error.Error, "message": b.Results[0].Error.Message}
+		}
+	} else if r.status < 300 {
+		data = r.json(t)
+	} else {
+		errBody = r.json(t)
+	}
+	if f, ok := firstRef(op.Resource); ok {
+		msg, _ := errBody["message"].(string)
+		if status != http.StatusBadRequest || errBody["error"] != "bad_request" || !strings.Contains(msg, f.Name) {
+			t.Fatalf("reference to another workspace: status %d, error %v", status, errBody)
+		}
+		return
+	}
+	if status != http.StatusCreated {
+		t.Fatalf("status %d, want 201 (a new record of B): %v %v", status, errBody, data)
+	}
+	id, _ := data["id"].(string)
+	if id == recA[op.Resource.Name].ID {
+		t.Fatal("B's write returned A's record")
+	}
+	e.get(t, e.keyB, op.Resource, id)
+	if got := e.do(t, request{method: http.MethodGet, path: "/api/v1/" + op.Resource.Name + "/" + id, key: e.keyA}); got.status != http.StatusNotFound {
+		t.Errorf("A reads B's new record: status %d", got.status)
+	}
+	if op.Action == store.ActionUpsert {
+		// A's record with that external id is still A's and unchanged.
+		ext := securityExternalID(op.Resource)
+		l := e.do(t, request{method: http.MethodGet, path: "/api/v1/" + op.Resource.Name + "?external_id=" + ext, key: e.keyA})
+		if p := decodePage(t, l); len(p.Data) != 1 || p.Data[0]["id"] == id || p.Data[0]["external_id"] != ext {
+			t.Errorf("A's records with external id %s: %s", ext, clip(l.body))
+		}
 	}
 }

@@ -138,6 +138,8 @@ type toolResult struct {
 	IsError    bool
 	Text       string          // the text content
 	Structured json.RawMessage // structuredContent, nil if absent
+	// Replayed is the result's _meta flag hustackmcp.ReplayedMeta.
+	Replayed bool
 }
 
 // errorBody decodes the text of an isError result.
@@ -272,6 +274,9 @@ func (s *mcpGoSession) CallTool(ctx context.Context, name string, args map[strin
 		return toolResult{}, err
 	}
 	out := toolResult{IsError: res.IsError, Structured: res.RawStructuredContent}
+	if res.Meta != nil {
+		out.Replayed = res.Meta.AdditionalFields[hustackmcp.ReplayedMeta] == true
+	}
 	for _, c := range res.Content {
 		if tc, ok := c.(mcp.TextContent); ok {
 			out.Text += tc.Text
@@ -360,7 +365,7 @@ func (s *sdkSession) CallTool(ctx context.Context, name string, args map[string]
 	if err != nil {
 		return toolResult{}, err
 	}
-	out := toolResult{IsError: res.IsError}
+	out := toolResult{IsError: res.IsError, Replayed: res.Meta[hustackmcp.ReplayedMeta] == true}
 	if res.StructuredContent != nil {
 		if out.Structured, err = json.Marshal(res.StructuredContent); err != nil {
 			return toolResult{}, err
@@ -511,8 +516,8 @@ func outputSchema(t *testing.T, tool string) *jsonschema.Schema {
 
 // call calls a tool that must succeed, checks its structured result against
 // the tool's output schema and the text fallback against the structured
-// result, and decodes it into out.
-func call(t *testing.T, s session, tool string, args map[string]any, out any) {
+// result, decodes it into out and returns it.
+func call(t *testing.T, s session, tool string, args map[string]any, out any) toolResult {
 	t.Helper()
 	res, err := s.CallTool(t.Context(), tool, args)
 	if err != nil {
@@ -539,6 +544,7 @@ func call(t *testing.T, s session, tool string, args map[string]any, out any) {
 			t.Fatalf("%s: decode: %v", tool, err)
 		}
 	}
+	return res
 }
 
 // callError calls a tool that must answer an isError result and returns its

@@ -22,11 +22,21 @@ import (
 )
 
 // Operations is what the tools call. Every method checks the caller's scope
-// and workspace itself: *store.Scoped in process, the REST API remotely.
+// and workspace itself: *store.Scoped in process, the REST API remotely
+// (*client.Client, whose Idempotent sends the key as the Idempotency-Key
+// header and lets the server keep it).
 type Operations interface {
 	FindRecords(ctx context.Context, r *store.Resource, lp store.ListParams) (store.Page[*store.Record], error)
 	FindRecordByID(ctx context.Context, r *store.Resource, id string) (*store.Record, error)
 	CreateRecord(ctx context.Context, r *store.Resource, input map[string]any) (*store.Record, error)
+	UpdateRecord(ctx context.Context, r *store.Resource, id string, input map[string]any) (*store.Record, error)
+	DeleteRecord(ctx context.Context, r *store.Resource, id string) error
+	UpsertRecord(ctx context.Context, r *store.Resource, externalID string, input map[string]any) (*store.Record, bool, error)
+	CreateRecords(ctx context.Context, r *store.Resource, inputs []map[string]any) ([]store.BatchResult, error)
+	UpsertRecords(ctx context.Context, r *store.Resource, inputs []map[string]any) ([]store.BatchResult, error)
+	// Idempotent runs fn, a write, at most once per idempotency key and
+	// returns the first response again for a repeat (replayed true).
+	Idempotent(ctx context.Context, key, fingerprint string, fn func(context.Context) (store.IdempotentResponse, error)) (store.IdempotentResponse, bool, error)
 	Whoami(ctx context.Context) (*store.Me, error)
 	CountUsage(ctx context.Context, q store.UsageQuery, by store.UsageGroup) ([]store.UsageCount, error)
 	FindUsageLogs(ctx context.Context, q store.UsageQuery, lp store.ListParams) (store.Page[store.UsageEvent], error)
@@ -37,11 +47,13 @@ var (
 	_ Operations = (*client.Client)(nil)
 )
 
-// Caller is who a request runs as: the operations it may call and the scopes
-// that decide which tools it sees.
+// Caller is who a request runs as: the operations it may call, the scopes
+// that decide which tools it sees, and the id of its API key, which is part
+// of the fingerprint of calls with an idempotency_key.
 type Caller struct {
 	Ops    Operations
 	Scopes []store.Scope
+	KeyID  string
 }
 
 // CallerFunc returns the caller of the request carried by ctx.
@@ -53,7 +65,7 @@ type CallerFunc func(ctx context.Context) Caller
 func InProcess(svc *store.Service) CallerFunc {
 	return func(ctx context.Context) Caller {
 		p, _ := store.PrincipalFromContext(ctx)
-		return Caller{Ops: svc.Scoped(p), Scopes: p.Scopes}
+		return Caller{Ops: svc.Scoped(p), Scopes: p.Scopes, KeyID: p.KeyID}
 	}
 }
 
@@ -81,7 +93,10 @@ const ServerName = "hustack"
 
 const instructions = "Hustack is a CRM: accounts, contacts, leads, deals, activities and notes, all in the " +
 	"workspace of the API key you connect with. Call whoami first to see the workspace and the scopes of your key; " +
-	"you only see the tools your key's scopes allow. List tools are paginated (limit, offset, has_more). " +
+	"you only see the tools your key's scopes allow. List tools are paginated: pass pagination.next_cursor back as " +
+	"cursor until it is null. Every write tool takes an optional idempotency_key: repeat a call that may have failed " +
+	"with the same key and arguments, and it is not carried out twice. For syncing with another system, " +
+	"upsert by external_id and use the batch tools for up to 100 records at once. " +
 	"Errors come back as tool results with isError set and a JSON body {\"error\": code, \"message\": text}."
 
 // NewServer returns an MCP server with one tool per entry of the operation

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"testing"
@@ -77,8 +78,12 @@ func scenario(t *testing.T, e *env, c connector, version string) {
 				t.Errorf("%s: annotation %s not set: %v", tl.Name, hint, tl.Annotations)
 			}
 		}
-		if tl.Annotations["readOnlyHint"] != op.ReadOnly || tl.Annotations["destructiveHint"] != false ||
-			tl.Annotations["openWorldHint"] != false {
+		// Updates, upserts and deletes overwrite or remove data; repeating
+		// one changes nothing more. Creates only add.
+		changes := slices.Contains([]store.Action{store.ActionUpdate, store.ActionUpsert, store.ActionBatchUpsert,
+			store.ActionDelete}, op.Action)
+		if tl.Annotations["readOnlyHint"] != op.ReadOnly || tl.Annotations["destructiveHint"] != changes ||
+			tl.Annotations["idempotentHint"] != (op.ReadOnly || changes) || tl.Annotations["openWorldHint"] != false {
 			t.Errorf("%s: annotations %v", tl.Name, tl.Annotations)
 		}
 		if !tl.OutputSchema {
@@ -201,8 +206,49 @@ func scenario(t *testing.T, e *env, c connector, version string) {
 			method: "GET", path: "/accounts/" + foreignID, code: store.ENOTFOUND},
 		{tool: "get_account", args: map[string]any{"id": "not-an-id"},
 			method: "GET", path: "/accounts/not-an-id", code: store.ENOTFOUND},
+		{tool: "list_accounts", args: map[string]any{"sort": "name"},
+			method: "GET", path: "/accounts?sort=name", code: store.EBADREQUEST},
+		{tool: "list_accounts", args: map[string]any{"cursor": "bogus"},
+			method: "GET", path: "/accounts?cursor=bogus", code: store.EBADREQUEST},
+		{tool: "list_accounts", args: map[string]any{"created_after": "yesterday"},
+			method: "GET", path: "/accounts?created_after=yesterday", code: store.EBADREQUEST},
+		{tool: "list_accounts", args: map[string]any{"created_after": "2030-01-01T00:00:00Z", "created_before": "2020-01-01T00:00:00Z"},
+			method: "GET", path: "/accounts?created_after=2030-01-01T00:00:00Z&created_before=2020-01-01T00:00:00Z", code: store.EBADREQUEST},
+		{tool: "list_accounts", args: map[string]any{"include_deleted": "maybe"},
+			method: "GET", path: "/accounts?include_deleted=maybe", code: store.EBADREQUEST},
+		{tool: "list_accounts", args: map[string]any{"q": strings.Repeat("q", 201)},
+			method: "GET", path: "/accounts?q=" + strings.Repeat("q", 201), code: store.EBADREQUEST},
+		{tool: "list_contacts", args: map[string]any{"account_id": "nope"},
+			method: "GET", path: "/contacts?account_id=nope", code: store.EBADREQUEST},
+		{tool: "update_account", args: map[string]any{"id": foreignID, "name": "Taken over"},
+			method: "PATCH", path: "/accounts/" + foreignID, body: `{"name":"Taken over"}`, code: store.ENOTFOUND},
+		{tool: "update_account", args: map[string]any{"id": id, "name": nil},
+			method: "PATCH", path: "/accounts/" + id, body: `{"name":null}`, code: store.EBADREQUEST},
+		{tool: "update_account", args: map[string]any{"id": id, "nmae": "x"},
+			method: "PATCH", path: "/accounts/" + id, body: `{"nmae":"x"}`, code: store.EBADREQUEST},
+		{tool: "update_deal", args: map[string]any{"id": deal["id"], "value": -5},
+			method: "PATCH", path: "/deals/" + deal["id"].(string), body: `{"value":-5}`, code: store.EBADREQUEST},
+		{tool: "delete_account", args: map[string]any{"id": foreignID},
+			method: "DELETE", path: "/accounts/" + foreignID, code: store.ENOTFOUND},
+		{tool: "delete_account", args: map[string]any{"id": id}, // contacts and deals refer to it
+			method: "DELETE", path: "/accounts/" + id, code: store.ECONFLICT},
+		{tool: "upsert_account", args: map[string]any{"external_id": "no-name " + tag},
+			method: "PUT", path: "/accounts/by-external-id/no-name%20" + url.PathEscape(tag), body: `{}`, code: store.EBADREQUEST},
+		{tool: "upsert_account", args: map[string]any{"external_id": "ext", "name": "x", "email": "not an email"},
+			method: "PUT", path: "/accounts/by-external-id/ext", body: `{"name":"x","email":"not an email"}`, code: store.EBADREQUEST},
+		{tool: "batch_create_notes", args: map[string]any{"records": []any{}},
+			method: "POST", path: "/notes/batch", body: `{"records":[]}`, code: store.EBADREQUEST},
+		{tool: "batch_create_notes", args: map[string]any{"records": "all of them"},
+			method: "POST", path: "/notes/batch", body: `{"records":"all of them"}`, code: store.EBADREQUEST},
+		{tool: "update_account", args: map[string]any{"id": id, "name": "x", "idempotency_key": ""}, code: store.EBADREQUEST,
+			message: `idempotency_key: must be a string of 1 to 255 printable ASCII characters, got "".`},
+		{tool: "update_account", args: map[string]any{"name": "x"}, code: store.EBADREQUEST, message: "id: is required."},
+		{tool: "upsert_account", args: map[string]any{"name": "x"}, code: store.EBADREQUEST, message: "external_id: is required."},
+		{tool: "batch_upsert_leads", args: map[string]any{"records": []any{map[string]any{"name": "x"}}, "limit": 3},
+			code: store.EBADREQUEST, message: `Unknown argument(s) for batch_upsert_leads: "limit". Accepted arguments: records, idempotency_key.`},
 		{tool: "list_accounts", args: map[string]any{"limt": 5}, code: store.EBADREQUEST,
-			message: `Unknown argument(s) for list_accounts: "limt". Accepted arguments: limit, offset.`},
+			message: `Unknown argument(s) for list_accounts: "limt". Accepted arguments: limit, offset, cursor, sort, ` +
+				`created_after, created_before, updated_after, updated_before, industry, email, country, external_id, q, include_deleted.`},
 		{tool: "get_account", args: map[string]any{}, code: store.EBADREQUEST, message: "id: is required."},
 		{tool: "get_account", args: map[string]any{"id": 12}, code: store.EBADREQUEST, message: "id: must be a string."},
 		{tool: "list_accounts", args: map[string]any{"limit": 1.5}, code: store.EBADREQUEST,
@@ -268,7 +314,8 @@ func scenario(t *testing.T, e *env, c connector, version string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := sorted(toolNames(tools)), []string{"create_note", "get_note", "list_notes", "whoami"}; !slices.Equal(got, want) {
+	if got, want := sorted(toolNames(tools)), []string{"batch_create_notes", "batch_upsert_notes", "create_note", "delete_note",
+		"get_note", "list_notes", "update_note", "upsert_note", "whoami"}; !slices.Equal(got, want) {
 		t.Errorf("tools/list with notes scopes = %v, want %v", got, want)
 	}
 	if _, err := notes.CallTool(ctx, "get_account", map[string]any{"id": id}); err == nil {

@@ -1,8 +1,8 @@
 package mcp_test
 
 import (
+	"fmt"
 	"slices"
-	"strings"
 	"testing"
 
 	"github.com/hustack/hustack/api"
@@ -40,8 +40,11 @@ func TestParityWithOperations(t *testing.T) {
 }
 
 // TestParityWithRoutes: every REST route has a tool with the same
-// operation and scope and vice versa, and the tool takes the same inputs: the
-// route's query parameters, its path id, or the resource's fields for a body.
+// operation and scope and vice versa, and the tool takes the same inputs:
+// the route's path and query parameters and what its body holds (the
+// resource's fields, or the records of a batch), plus idempotency_key for
+// exactly the routes that take an Idempotency-Key. Types, enumerations,
+// defaults and length limits of the parameters match too.
 func TestParityWithRoutes(t *testing.T) {
 	routes := api.Routes()
 	byName := map[string]api.Route{}
@@ -59,27 +62,52 @@ func TestParityWithRoutes(t *testing.T) {
 			t.Errorf("tool %s requires %q, route %s %s requires %q", tl.Name, scope, rt.Method, rt.Path, rt.Operation.Scope)
 		}
 		var want []string
-		for _, q := range rt.Query {
-			want = append(want, q.Name)
+		params := slices.Concat(rt.PathArgs, rt.Query)
+		for _, p := range params {
+			want = append(want, p.Name)
 		}
-		if strings.Contains(rt.Path, "/:id") {
-			want = append(want, "id")
-		}
-		if rt.Body {
+		switch rt.BodyKind {
+		case api.BodyNone:
+		case api.BodyRecord, api.BodyPatch, api.BodyUpsert:
 			for _, f := range rt.Operation.Resource.Fields {
-				want = append(want, f.Name)
+				if !slices.Contains(want, f.Name) { // upserts: external_id is in the path
+					want = append(want, f.Name)
+				}
 			}
+		case api.BodyBatch, api.BodyBatchUpsert:
+			want = append(want, "records")
+		default:
+			t.Errorf("route %s %s: body kind %q unknown to this test", rt.Method, rt.Path, rt.BodyKind)
+		}
+		if rt.Idempotent {
+			want = append(want, "idempotency_key")
 		}
 		got := tl.InputSchema.PropertyOrder
 		if !slices.Equal(sorted(got), sorted(want)) {
 			t.Errorf("tool %s takes %v; route %s %s takes %v", tl.Name, got, rt.Method, rt.Path, want)
 		}
-		// Enumerations and defaults of query parameters match too.
-		for _, q := range rt.Query {
-			def, _ := tl.InputSchema.Properties[q.Name].(map[string]any)
-			if len(q.Enum) > 0 && !slices.Equal(anyStrings(def["enum"]), q.Enum) {
-				t.Errorf("tool %s: %s enum %v, route %v", tl.Name, q.Name, def["enum"], q.Enum)
+		for _, p := range params {
+			def, _ := tl.InputSchema.Properties[p.Name].(map[string]any)
+			if def == nil {
+				continue // reported above
 			}
+			if typ, format := paramSchemaType(p.Type); def["type"] != typ || (format != "" && def["format"] != format) {
+				t.Errorf("tool %s: %s is %v (format %v), route's %s is %s", tl.Name, p.Name, def["type"], def["format"],
+					rt.Path, p.Type)
+			}
+			if len(p.Enum) > 0 && p.Type != "boolean" && !slices.Equal(anyStrings(def["enum"]), p.Enum) {
+				t.Errorf("tool %s: %s enum %v, route %v", tl.Name, p.Name, def["enum"], p.Enum)
+			}
+			if p.Default != "" && fmt.Sprint(def["default"]) != p.Default {
+				t.Errorf("tool %s: %s default %v, route %q", tl.Name, p.Name, def["default"], p.Default)
+			}
+			if p.MaxLength > 0 && def["maxLength"] != p.MaxLength {
+				t.Errorf("tool %s: %s maxLength %v, route %d", tl.Name, p.Name, def["maxLength"], p.MaxLength)
+			}
+		}
+		if rt.Idempotent != (tl.Annotations.ReadOnlyHint != nil && !*tl.Annotations.ReadOnlyHint) {
+			t.Errorf("tool %s: readOnlyHint %v, but route %s %s idempotent %v", tl.Name, *tl.Annotations.ReadOnlyHint,
+				rt.Method, rt.Path, rt.Idempotent)
 		}
 	}
 	for _, rt := range routes {
@@ -87,6 +115,17 @@ func TestParityWithRoutes(t *testing.T) {
 			t.Errorf("route %s %s (%s) has no tool", rt.Method, rt.Path, rt.Operation.Name)
 		}
 	}
+}
+
+// paramSchemaType is the JSON Schema type and format of a REST parameter type.
+func paramSchemaType(typ string) (string, string) {
+	switch typ {
+	case "id":
+		return "string", "uuid"
+	case "date-time":
+		return "string", "date-time"
+	}
+	return typ, ""
 }
 
 func anyStrings(v any) []string {

@@ -61,7 +61,7 @@ func ServeStdio(ctx context.Context, cfg StdioConfig, in io.Reader, out io.Write
 		}
 		return fmt.Errorf("cannot identify the API key with the Hustack API at %s: %w", c.BaseURL(), err)
 	}
-	caller := Caller{Ops: c, Scopes: me.Key.Scopes}
+	caller := Caller{Ops: c, Scopes: me.Key.Scopes, KeyID: me.Key.ID}
 	logger := cfg.logger()
 	s := NewServer(func(context.Context) Caller { return caller }, cfg.Config)
 	logger.InfoContext(ctx, "serving MCP over stdio", "url", c.BaseURL(), "workspace", me.Workspace.ID,

@@ -65,13 +65,22 @@ func toolFor(op store.Operation) (mcp.Tool, bool) {
 	}
 	switch op.Action {
 	case store.ActionList:
-		in = listInput()
-		out = pageSchema(recordSchema(r))
-		desc = fmt.Sprintf("%s %s\n\nReturns {data, pagination}: up to limit %s and pagination {limit, offset, has_more}. "+
-			"When has_more is true, call again with offset increased by limit. Use get_%s for one %s by id.",
-			op.Summary, about, r.Name, r.Singular, r.Singular)
+		in = listInput(r)
+		out = pageSchema(listItemSchema(r))
+		desc = fmt.Sprintf("%s %s\n\n"+
+			"Returns {data, pagination}: up to limit %s, and pagination {limit, offset, has_more, next_cursor}. "+
+			"To read further, call again with cursor set to next_cursor (null on the last page) and the same filters; "+
+			"cursor paging neither skips nor repeats a record while others are added. "+
+			"sort orders by created_at or updated_at, newest first with a leading minus (the default is -created_at). "+
+			"Narrow the list with created_after, created_before, updated_after, updated_before (RFC 3339, exclusive), "+
+			"with exact-match filters (%s) and with q, a case-insensitive search in %s. "+
+			"To sync changes, sort by updated_at with updated_after set to the newest updated_at already seen, "+
+			"and set include_deleted to also get recent deletions as {id, deleted: true, deleted_at}. "+
+			"Use get_%s for one %s by id.",
+			op.Summary, about, r.Name, strings.Join(r.FilterNames(), ", "), strings.Join(r.SearchFields, " and "),
+			r.Singular, r.Singular)
 	case store.ActionGet:
-		in = getInput(r)
+		in = idInput(r, fmt.Sprintf("The %s's id (a UUID), as returned by list_%s or create_%s.", r.Singular, r.Name, r.Singular))
 		out = recordSchema(r)
 		desc = fmt.Sprintf("%s %s\n\nReturns the %s with all its fields (null when unset). "+
 			"An id that does not exist in this workspace answers not_found.",
@@ -81,8 +90,45 @@ func toolFor(op store.Operation) (mcp.Tool, bool) {
 		out = recordSchema(r)
 		desc = fmt.Sprintf("%s %s\n\nPass the %s's fields as arguments (%s). %s"+
 			"Ids in reference fields must name records of this workspace; find them with the list_ and get_ tools. "+
-			"Returns the new %s, including its id. Every call creates a new record: do not repeat a call that succeeded.",
-			op.Summary, about, r.Singular, fieldSummary(r), oneOfSentence(r), r.Singular)
+			"Returns the new %s, including its id. Every call creates a new record: do not repeat a call that succeeded, "+
+			"and pass an idempotency_key to be able to retry one that may have failed. "+
+			"To create or update a record kept in sync with another system, use upsert_%s.",
+			op.Summary, about, r.Singular, fieldSummary(r), oneOfSentence(r), r.Singular, r.Singular)
+	case store.ActionUpdate:
+		in = updateInput(r)
+		out = recordSchema(r)
+		desc = fmt.Sprintf("%s %s\n\nPass the %s's id and only the fields to change (of %s). "+
+			"A field set to null or \"\" is cleared; fields left out keep their values.%s "+
+			"Returns the whole %s as updated. An id that does not exist in this workspace answers not_found.",
+			op.Summary, about, r.Singular, fieldNames(r), notClearable(r), r.Singular)
+	case store.ActionDelete:
+		in = idInput(r, fmt.Sprintf("The id of the %s to delete.", r.Singular))
+		out = deletedSchema(r)
+		desc = fmt.Sprintf("%s %s\n\nThe %s disappears from get_%s and list_%s, and cannot be restored; "+
+			"list_%s with include_deleted shows it as deleted for a while, so that sync clients notice. %s"+
+			"Returns {id, deleted: true}. An id that does not exist in this workspace answers not_found.",
+			op.Summary, about, r.Singular, r.Singular, r.Name, r.Name, referencedBy(r))
+	case store.ActionUpsert:
+		in = upsertInput(r)
+		out = upsertedSchema(r)
+		desc = fmt.Sprintf("%s %s\n\nFor one-way sync from another system: pass that system's id as external_id and "+
+			"the fields. If no %s has this external_id, one is created, and the fields must be complete as for create_%s%s. "+
+			"Otherwise only the fields given change, and null or \"\" clears an optional field. "+
+			"Returns {created, data}: created is true when a new %s was made, data is the %s. "+
+			"Repeating a call with the same arguments leaves the fields as they are (only updated_at advances).",
+			op.Summary, about, r.Singular, r.Singular, requiredNote(r), r.Singular, r.Singular)
+	case store.ActionBatchCreate:
+		in = batchInput(r, createInput(r), fmt.Sprintf("The %s to create, 1 to %d, each an object with the fields of create_%s.",
+			r.Name, store.MaxBatch, r.Singular))
+		out = batchSchema(r)
+		desc = fmt.Sprintf("%s %s\n\n%s A failed item does not stop the others: retry only the failed ones.",
+			op.Summary, about, batchResultSentence(r, "201 when created"))
+	case store.ActionBatchUpsert:
+		in = batchInput(r, upsertInput(r), fmt.Sprintf("The %s to upsert, 1 to %d, each an object with external_id and "+
+			"the fields, as the arguments of upsert_%s.", r.Name, store.MaxBatch, r.Singular))
+		out = batchSchema(r)
+		desc = fmt.Sprintf("%s %s\n\nEach record is created or updated by its external_id as upsert_%s does. %s",
+			op.Summary, about, r.Singular, batchResultSentence(r, "201 when created, 200 when updated"))
 	case store.ActionWhoami:
 		in = object(nil)
 		out = meSchema()
@@ -91,19 +137,22 @@ func toolFor(op store.Operation) (mcp.Tool, bool) {
 	case store.ActionUsageCounts:
 		in = usageCountsInput()
 		out = object(props{
-			{"data", arrayOf(usageCountSchema())},
+			{"data", arrayOf(usageCountSchema().json())},
 			{"group_by", str("What the counts are grouped by.")},
 		}, "data", "group_by")
 		desc = op.Summary + "\n\nReturns {data: [{group, count, errors}], group_by}, ordered by group; errors counts responses " +
 			"with status 400 or above. Filter by key_id and by a time range [from, to)."
 	case store.ActionUsageLogs:
 		in = usageLogsInput()
-		out = pageSchema(usageEventSchema())
+		out = pageSchema(usageEventSchema().json())
 		desc = op.Summary + "\n\nEach entry is one authenticated request: method, route template, status, duration, " +
 			"time, transport (rest or mcp) and the key that made it. Filter by key_id, status and a time range [from, to). " +
 			"Paginated like the list tools: {data, pagination}."
 	default:
 		return mcp.Tool{}, false
+	}
+	if takesIdempotencyKey(op) {
+		in.props = append(in.props, prop{idempotencyKeyArg, idempotencyKeyInput()})
 	}
 	in.strict = true
 	if op.Scope != "" {
@@ -119,16 +168,35 @@ func toolFor(op store.Operation) (mcp.Tool, bool) {
 	return t, true
 }
 
+// idempotencyKeyArg is the argument of every write tool that makes a retry
+// safe, like REST's Idempotency-Key header.
+const idempotencyKeyArg = "idempotency_key"
+
+// takesIdempotencyKey reports whether op's tool writes, and so takes an
+// idempotency_key.
+func takesIdempotencyKey(op store.Operation) bool { return !op.ReadOnly && op.Resource != nil }
+
 // annotations sets every hint explicitly: unset hints default to
-// destructive and open-world, which none of these tools is. Reads are
-// idempotent; a create adds a new record on every call but never changes or
-// removes existing data.
+// destructive, not idempotent and open-world. No tool reaches outside the
+// workspace (openWorld false). Reads change nothing. A create adds a record
+// on every call but never changes existing data. An update or upsert may
+// overwrite or clear fields, which is destructive in MCP's sense (not only
+// additive), and repeating it changes nothing more (idempotent); so does a
+// delete, which removes the record for good.
 func annotations(op store.Operation) mcp.ToolAnnotation {
+	var destructive, idempotent bool
+	switch op.Action {
+	case store.ActionCreate, store.ActionBatchCreate:
+	case store.ActionUpdate, store.ActionUpsert, store.ActionBatchUpsert, store.ActionDelete:
+		destructive, idempotent = true, true
+	default:
+		idempotent = op.ReadOnly
+	}
 	return mcp.ToolAnnotation{
 		Title:           title(op),
 		ReadOnlyHint:    mcp.ToBoolPtr(op.ReadOnly),
-		DestructiveHint: mcp.ToBoolPtr(false),
-		IdempotentHint:  mcp.ToBoolPtr(op.ReadOnly),
+		DestructiveHint: mcp.ToBoolPtr(destructive),
+		IdempotentHint:  mcp.ToBoolPtr(idempotent),
 		OpenWorldHint:   mcp.ToBoolPtr(false),
 	}
 }
@@ -157,6 +225,14 @@ func resourceSentence(r *store.Resource) string {
 	return fmt.Sprintf("%s %s is %s%s", article, r.Singular, strings.ToLower(d[:1]), d[1:])
 }
 
+func fieldNames(r *store.Resource) string {
+	names := make([]string, len(r.Fields))
+	for i, f := range r.Fields {
+		names[i] = f.Name
+	}
+	return strings.Join(names, ", ")
+}
+
 func fieldSummary(r *store.Resource) string {
 	var parts []string
 	for _, f := range r.Fields {
@@ -167,6 +243,67 @@ func fieldSummary(r *store.Resource) string {
 		}
 	}
 	return strings.Join(parts, ", ")
+}
+
+// notClearable names the fields an update cannot clear.
+func notClearable(r *store.Resource) string {
+	var names []string
+	for _, f := range r.Fields {
+		if f.Required {
+			names = append(names, f.Name)
+		}
+	}
+	switch {
+	case len(names) == 1:
+		return fmt.Sprintf(" %s cannot be cleared.", names[0])
+	case len(names) > 1:
+		return fmt.Sprintf(" %s cannot be cleared.", strings.Join(names, ", "))
+	case len(r.OneOfRequired) > 0:
+		return fmt.Sprintf(" At least one of %s must stay set.", strings.Join(r.OneOfRequired, ", "))
+	}
+	return ""
+}
+
+// requiredNote says which fields a new record needs: " (name is required)".
+func requiredNote(r *store.Resource) string {
+	var names []string
+	for _, f := range r.Fields {
+		if f.Required {
+			names = append(names, f.Name)
+		}
+	}
+	switch {
+	case len(names) == 1:
+		return fmt.Sprintf(" (%s is required)", names[0])
+	case len(names) > 1:
+		return fmt.Sprintf(" (%s are required)", strings.Join(names, " and "))
+	case len(r.OneOfRequired) > 0:
+		return fmt.Sprintf(" (at least one of %s is required)", strings.Join(r.OneOfRequired, ", "))
+	}
+	return ""
+}
+
+// referencedBy says which records keep a record of r from being deleted.
+func referencedBy(r *store.Resource) string {
+	var refs []string
+	for _, other := range store.Resources {
+		for _, f := range other.Fields {
+			if f.Type == store.FieldRef && f.Ref == r.Name {
+				refs = append(refs, other.Name+" ("+f.Name+")")
+			}
+		}
+	}
+	if len(refs) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("While %s still refer to it, the %s is not deleted and the answer is conflict: "+
+		"delete those records or update them to point elsewhere first. ", strings.Join(refs, ", "), r.Singular)
+}
+
+func batchResultSentence(r *store.Resource, ok string) string {
+	return fmt.Sprintf("Returns {results}: one entry per record, in the order given, with index (its position in records), "+
+		"status (%s, or the HTTP status of its error, such as 400) and either data (the %s) or error ({error, message}, "+
+		"as the single-record tool would answer).", ok, r.Singular)
 }
 
 func oneOfSentence(r *store.Resource) string {
@@ -228,18 +365,22 @@ func (s schema) json() map[string]any {
 	return m
 }
 
-func arrayOf(items schema) map[string]any {
-	return map[string]any{"type": "array", "items": items.json()}
+func arrayOf(items map[string]any) map[string]any {
+	return map[string]any{"type": "array", "items": items}
 }
 
 func str(desc string) map[string]any { return map[string]any{"type": "string", "description": desc} }
 
+// nullable returns def accepting null as well.
 func nullable(def map[string]any) map[string]any {
 	out := make(map[string]any, len(def))
 	for k, v := range def {
 		out[k] = v
 	}
 	out["type"] = []string{def["type"].(string), "null"}
+	if enum, ok := def["enum"].([]string); ok {
+		out["enum"] = append(anySlice(enum), nil)
+	}
 	return out
 }
 
@@ -253,7 +394,7 @@ func with(def map[string]any, kv ...any) map[string]any {
 // Input schemas mirror the REST validation; the operations validate again
 // and their messages are what a caller sees.
 
-func listInput() schema {
+func pageInput() schema {
 	return object(props{
 		{"limit", map[string]any{"type": "integer", "minimum": 1, "maximum": store.MaxLimit, "default": store.DefaultLimit,
 			"description": fmt.Sprintf("How many items to return, 1 to %d. Defaults to %d.", store.MaxLimit, store.DefaultLimit)}},
@@ -262,11 +403,100 @@ func listInput() schema {
 	})
 }
 
-func getInput(r *store.Resource) schema {
-	return object(props{
-		{"id", with(str(fmt.Sprintf("The %s's id (a UUID), as returned by list_%s or create_%s.", r.Singular, r.Name, r.Singular)),
-			"format", "uuid")},
-	}, "id")
+// listInput takes the query parameters of GET /api/v1/{resource}.
+func listInput(r *store.Resource) schema {
+	s := pageInput()
+	s.props[1].def["description"] = "How many items to skip. Defaults to 0. Prefer cursor for reading page after page; " +
+		"offset cannot be combined with it."
+	s.props = append(s.props,
+		prop{"cursor", with(str("pagination.next_cursor of the previous page, to get the page after it. "+
+			"Pass the same sort (or leave it out) and the same filters as for that page."), "maxLength", 512)},
+		prop{"sort", map[string]any{"type": "string", "enum": store.SortOrders, "default": store.SortOrders[0],
+			"description": "Order of the results: -created_at (newest first, the default), created_at (oldest first), " +
+				"-updated_at (most recently changed first) or updated_at (least recently changed first)."}},
+	)
+	for _, b := range []struct{ name, what, rel string }{
+		{"created_after", "created", "after"}, {"created_before", "created", "before"},
+		{"updated_after", "last changed", "after"}, {"updated_before", "last changed", "before"},
+	} {
+		s.props = append(s.props, prop{b.name, with(str(fmt.Sprintf("Only %s %s strictly %s this time, RFC 3339 such as 2025-01-31T00:00:00Z.",
+			r.Name, b.what, b.rel)), "format", "date-time")})
+	}
+	for _, name := range r.FilterNames() {
+		f, _ := r.Field(name)
+		def := fieldInput(f)
+		delete(def, "default")
+		def["description"] = fmt.Sprintf("Only %s whose %s is exactly this value. %s", r.Name, f.Name, f.Description)
+		s.props = append(s.props, prop{name, def})
+	}
+	s.props = append(s.props,
+		prop{"q", with(str(fmt.Sprintf("Only %s whose %s contains this text, ignoring case (plain text, not a pattern).",
+			r.Name, strings.Join(r.SearchFields, " or "))), "maxLength", 200)},
+		prop{"include_deleted", map[string]any{"type": "boolean", "default": false,
+			"description": fmt.Sprintf("Also return %s deleted recently (kept for 30 days unless the server is configured "+
+				"otherwise), as {id, deleted: true, deleted_at, external_id, created_at, updated_at}, so that a sync can "+
+				"delete them on its side too. Defaults to false.", r.Name)}},
+	)
+	return s
+}
+
+func idInput(r *store.Resource, desc string) schema {
+	return object(props{{"id", with(str(desc), "format", "uuid")}}, "id")
+}
+
+func idempotencyKeyInput() map[string]any {
+	return map[string]any{"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[ -~]+$",
+		"description": "Optional: a unique string you choose for this write, such as a UUID (1 to 255 printable ASCII " +
+			"characters). To retry a call that may have failed (a timeout, a lost connection), repeat it with the same " +
+			"idempotency_key and the same arguments: the first call's result is returned and nothing is written twice. " +
+			"A key is remembered for 24 hours in the workspace; using it again with different arguments answers " +
+			"idempotency_key_reused, and while the first call still runs, idempotency_key_in_use."}
+}
+
+// updateInput takes the id and the fields to change: null clears an
+// optional field.
+func updateInput(r *store.Resource) schema {
+	s := idInput(r, fmt.Sprintf("The id of the %s to update.", r.Singular))
+	for _, f := range r.Fields {
+		s.props = append(s.props, prop{f.Name, patchField(f)})
+	}
+	return s
+}
+
+// upsertInput takes the external id and the fields, set or cleared as by
+// an update.
+func upsertInput(r *store.Resource) schema {
+	ext, _ := r.Field(store.ExternalIDField)
+	def := fieldInput(ext)
+	def["minLength"] = 1
+	def["description"] = fmt.Sprintf("The %s's id in the other system: the %s with this external_id is updated, "+
+		"or created with it if there is none.", r.Singular, r.Singular)
+	s := object(props{{store.ExternalIDField, def}}, store.ExternalIDField)
+	for _, f := range r.Fields {
+		if f.Name != store.ExternalIDField {
+			s.props = append(s.props, prop{f.Name, patchField(f)})
+		}
+	}
+	return s
+}
+
+// patchField is f in an update: optional fields also take null, to clear
+// them; nothing is filled in by default.
+func patchField(f store.Field) map[string]any {
+	def := fieldInput(f)
+	delete(def, "default")
+	if f.Required {
+		return def
+	}
+	def = nullable(def)
+	def["description"] = f.Description + " null clears it."
+	return def
+}
+
+func batchInput(r *store.Resource, item schema, desc string) schema {
+	item.strict = true
+	return object(props{{"records", map[string]any{"type": "array", "minItems": 1, "maxItems": store.MaxBatch,
+		"items": item.json(), "description": desc}}}, "records")
 }
 
 func createInput(r *store.Resource) schema {
@@ -322,7 +552,7 @@ func usageLogsInput() schema {
 	p := append(usageFilterProps(),
 		prop{"status", map[string]any{"type": "integer", "minimum": 100, "maximum": 599,
 			"description": "Only requests answered with this HTTP status."}})
-	return object(append(p, listInput().props...))
+	return object(append(p, pageInput().props...))
 }
 
 // Output schemas describe exactly what the REST API answers.
@@ -359,14 +589,70 @@ func anySlice(s []string) []any {
 	return out
 }
 
-func pageSchema(item schema) schema {
+// listItemSchema is an entry of a record list: a record, or the tombstone
+// of a deleted one (include_deleted).
+func listItemSchema(r *store.Resource) map[string]any {
+	return map[string]any{"anyOf": []any{recordSchema(r).json(), tombstoneSchema(r).json()}}
+}
+
+func tombstoneSchema(r *store.Resource) schema {
+	return object(props{
+		{"id", with(str(fmt.Sprintf("The deleted %s's id.", r.Singular)), "format", "uuid")},
+		{"deleted", map[string]any{"type": "boolean", "const": true, "description": "Always true: the record was deleted."}},
+		{"deleted_at", with(str("When the record was deleted, RFC 3339 UTC."), "format", "date-time")},
+		{store.ExternalIDField, nullable(str("The external_id the record had."))},
+		{"created_at", with(str("When the record was created, RFC 3339 UTC."), "format", "date-time")},
+		{"updated_at", with(str("When the record was deleted, RFC 3339 UTC."), "format", "date-time")},
+	}, "id", "deleted", "deleted_at", store.ExternalIDField, "created_at", "updated_at")
+}
+
+func deletedSchema(r *store.Resource) schema {
+	return object(props{
+		{"id", with(str(fmt.Sprintf("The deleted %s's id.", r.Singular)), "format", "uuid")},
+		{"deleted", map[string]any{"type": "boolean", "const": true, "description": "Always true."}},
+	}, "id", "deleted")
+}
+
+func upsertedSchema(r *store.Resource) schema {
+	return object(props{
+		{"created", map[string]any{"type": "boolean",
+			"description": fmt.Sprintf("true when a new %s was created, false when an existing one was updated.", r.Singular)}},
+		{"data", recordSchema(r).json()},
+	}, "created", "data")
+}
+
+func errorSchema() schema {
+	return object(props{
+		{"error", str("The error code, such as bad_request, not_found or conflict.")},
+		{"message", str("What went wrong, naming the offending field first when there is one.")},
+	}, "error", "message")
+}
+
+func batchSchema(r *store.Resource) schema {
+	item := object(props{
+		{"index", map[string]any{"type": "integer", "minimum": 0, "description": "The record's position in records, from 0."}},
+		{"status", map[string]any{"type": "integer",
+			"description": "201 created, 200 updated, or the HTTP status of the error (400, 404, 409 ...)."}},
+		{"data", recordSchema(r).json()},
+		{"error", errorSchema().json()},
+	}, "index", "status").json()
+	item["oneOf"] = []any{
+		map[string]any{"required": []string{"data"}},
+		map[string]any{"required": []string{"error"}},
+	}
+	return object(props{{"results", arrayOf(item)}}, "results")
+}
+
+func pageSchema(item map[string]any) schema {
 	return object(props{
 		{"data", arrayOf(item)},
 		{"pagination", object(props{
 			{"limit", map[string]any{"type": "integer", "description": "The page size used."}},
 			{"offset", map[string]any{"type": "integer", "description": "How many items were skipped."}},
 			{"has_more", map[string]any{"type": "boolean", "description": "Whether another page follows."}},
-		}, "limit", "offset", "has_more").json()},
+			{"next_cursor", nullable(str("Pass as cursor to get the next page; null on the last page " +
+				"(and for lists that page by offset only)."))},
+		}, "limit", "offset", "has_more", "next_cursor").json()},
 	}, "data", "pagination")
 }
 

@@ -54,9 +54,10 @@ type Backend interface {
 	// Tombstones are included only with q.IncludeDeleted.
 	FindRecords(ctx context.Context, r *Resource, workspaceID string, q RecordQuery) ([]*Record, error)
 	// UpdateRecord replaces the fields and updated_at of the live record
-	// rec.ID, provided its updated_at still equals prevUpdatedAt; otherwise
-	// (changed or deleted meanwhile) it returns a conflict, and not_found when
-	// there is no such live record. External ids are unique as on insert.
+	// rec.ID, provided its updated_at still equals prevUpdatedAt. It returns
+	// exactly ErrStale when the live record has changed meanwhile, not_found
+	// when there is no such live record (a record deleted meanwhile may give
+	// either), and a conflict when the external id is taken.
 	UpdateRecord(ctx context.Context, rec *Record, prevUpdatedAt time.Time) error
 	// DeleteRecord turns a live record into a tombstone: deleted_at and
 	// updated_at are set to at, fields are kept (not shown), and its

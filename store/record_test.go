@@ -230,7 +230,7 @@ func TestRecordJSON(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := `{"id":"0198c0de-1234-7abc-8def-0123456789ab","name":"Big \"deal\" \u003cü\u003e","value":1234.5,"currency":"EUR",` +
-		`"stage":null,"account_id":null,"created_at":"2025-01-15T10:00:00.123Z","updated_at":"2025-01-15T10:00:01.123Z",` +
+		`"stage":null,"account_id":null,"external_id":null,"created_at":"2025-01-15T10:00:00.123Z","updated_at":"2025-01-15T10:00:01.123Z",` +
 		`"created_via":"api","api_key_id":"0198c0de-ffff-7000-8000-000000000000"}`
 	if string(b) != want {
 		t.Errorf("json.Marshal(record) =\n\t%s\nwant\n\t%s", b, want)

@@ -115,6 +115,11 @@ func TestOperations(t *testing.T) {
 			{"list_" + r.Name, store.ActionList, store.ReadScope(r.Name), true},
 			{"get_" + r.Singular, store.ActionGet, store.ReadScope(r.Name), true},
 			{"create_" + r.Singular, store.ActionCreate, store.WriteScope(r.Name), false},
+			{"update_" + r.Singular, store.ActionUpdate, store.WriteScope(r.Name), false},
+			{"delete_" + r.Singular, store.ActionDelete, store.WriteScope(r.Name), false},
+			{"upsert_" + r.Singular, store.ActionUpsert, store.WriteScope(r.Name), false},
+			{"batch_create_" + r.Name, store.ActionBatchCreate, store.WriteScope(r.Name), false},
+			{"batch_upsert_" + r.Name, store.ActionBatchUpsert, store.WriteScope(r.Name), false},
 		}
 		for _, w := range want {
 			op, ok := store.OperationByName(w.name)
@@ -143,7 +148,7 @@ func TestOperations(t *testing.T) {
 			t.Errorf("scope %s guards no operation", s)
 		}
 	}
-	if len(store.Operations) != 3*len(store.Resources)+3 {
+	if len(store.Operations) != 8*len(store.Resources)+3 {
 		t.Errorf("%d operations; a new one needs rows in the tests of every transport", len(store.Operations))
 	}
 }
@@ -165,6 +170,10 @@ func TestErrors(t *testing.T) {
 		{store.ErrRevokedKey, store.EREVOKED, "This API key has been revoked."},
 		{store.ErrExpiredKey, store.EEXPIRED, "This API key has expired."},
 		{store.ErrMissingScope, store.EFORBIDDEN, "API key does not have the required scope."},
+		{store.ErrStale, store.ECONFLICT, store.ErrStale.Message},
+		{fmt.Errorf("update: %w", store.ErrStale), store.ECONFLICT, store.ErrStale.Message},
+		{store.Errorf(store.EIDEMPOTENCYREUSED, "used"), "idempotency_key_reused", "used"},
+		{store.Errorf(store.EIDEMPOTENCYINUSE, "busy"), "idempotency_key_in_use", "busy"},
 	}
 	for _, c := range cases {
 		if got := store.ErrorCode(c.err); got != c.code {

@@ -13,8 +13,10 @@ import (
 const MaxBatch = 100
 
 // staleRetries bounds how often a write is retried when a concurrent write
-// to the same record got there first.
-const staleRetries = 5
+// to the same record got there first. Each failed attempt means another
+// writer succeeded, so with at most staleRetries writers of one record at a
+// time every one of them succeeds.
+const staleRetries = 32
 
 // UpdateRecord applies a partial update: fields present in input are set,
 // null or "" clears an optional field, absent fields are left alone.

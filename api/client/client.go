@@ -4,6 +4,10 @@
 // those operations (the MCP tools, for one) can run in process or against a
 // remote Hustack server. Error responses come back as *store.Error with the
 // code and message the server sent, so callers see the same errors either way.
+//
+// Writes made with a context from WithIdempotencyKey carry an Idempotency-Key
+// header, so that retrying them after a timeout or a lost connection never
+// writes twice.
 package client
 
 import (
@@ -72,7 +76,8 @@ func New(baseURL, key string, opts ...Option) (*Client, error) {
 // BaseURL returns the REST API's base URL as the client uses it.
 func (c *Client) BaseURL() string { return c.base }
 
-// FindRecords lists records of resource r, newest first.
+// FindRecords lists records of resource r: newest first unless lp.Sort
+// says otherwise, filtered and paged as lp says (see store.ListParams).
 func (c *Client) FindRecords(ctx context.Context, r *store.Resource, lp store.ListParams) (store.Page[*store.Record], error) {
 	q := url.Values{}
 	setListParams(q, lp)
@@ -80,7 +85,7 @@ func (c *Client) FindRecords(ctx context.Context, r *store.Resource, lp store.Li
 		Data       []json.RawMessage `json:"data"`
 		Pagination store.Pagination  `json:"pagination"`
 	}
-	if err := c.do(ctx, http.MethodGet, "/"+r.Name, q, nil, &raw); err != nil {
+	if _, err := c.do(ctx, http.MethodGet, "/"+r.Name, q, nil, &raw); err != nil {
 		return store.Page[*store.Record]{}, err
 	}
 	page := store.Page[*store.Record]{Data: make([]*store.Record, 0, len(raw.Data)), Pagination: raw.Pagination}
@@ -97,7 +102,7 @@ func (c *Client) FindRecords(ctx context.Context, r *store.Resource, lp store.Li
 // FindRecordByID returns one record of resource r.
 func (c *Client) FindRecordByID(ctx context.Context, r *store.Resource, id string) (*store.Record, error) {
 	var raw json.RawMessage
-	if err := c.do(ctx, http.MethodGet, "/"+r.Name+"/"+url.PathEscape(id), nil, nil, &raw); err != nil {
+	if _, err := c.do(ctx, http.MethodGet, recordPath(r, id), nil, nil, &raw); err != nil {
 		return nil, err
 	}
 	return decodeRecord(r, raw)
@@ -109,16 +114,109 @@ func (c *Client) CreateRecord(ctx context.Context, r *store.Resource, input map[
 		input = map[string]any{}
 	}
 	var raw json.RawMessage
-	if err := c.do(ctx, http.MethodPost, "/"+r.Name, nil, input, &raw); err != nil {
+	if _, err := c.do(ctx, http.MethodPost, "/"+r.Name, nil, input, &raw); err != nil {
 		return nil, err
 	}
 	return decodeRecord(r, raw)
 }
 
+// UpdateRecord changes some fields of a record of resource r (PATCH): fields
+// in input are set, a nil value clears an optional field, absent fields are
+// left alone.
+func (c *Client) UpdateRecord(ctx context.Context, r *store.Resource, id string, input map[string]any) (*store.Record, error) {
+	if input == nil {
+		input = map[string]any{}
+	}
+	var raw json.RawMessage
+	if _, err := c.do(ctx, http.MethodPatch, recordPath(r, id), nil, input, &raw); err != nil {
+		return nil, err
+	}
+	return decodeRecord(r, raw)
+}
+
+// DeleteRecord deletes a record of resource r. The server keeps a tombstone
+// that lists show with IncludeDeleted.
+func (c *Client) DeleteRecord(ctx context.Context, r *store.Resource, id string) error {
+	_, err := c.do(ctx, http.MethodDelete, recordPath(r, id), nil, nil, nil)
+	return err
+}
+
+// UpsertRecord creates the record of resource r with the given external id
+// (created is true) or updates the one that has it (PUT by-external-id).
+func (c *Client) UpsertRecord(ctx context.Context, r *store.Resource, externalID string, input map[string]any) (rec *store.Record, created bool, err error) {
+	if input == nil {
+		input = map[string]any{}
+	}
+	var raw json.RawMessage
+	status, err := c.do(ctx, http.MethodPut, "/"+r.Name+"/by-external-id/"+url.PathEscape(externalID), nil, input, &raw)
+	if err != nil {
+		return nil, false, err
+	}
+	rec, err = decodeRecord(r, raw)
+	return rec, status == http.StatusCreated, err
+}
+
+// CreateRecords creates 1 to store.MaxBatch records of resource r in one
+// request, each validated and created independently: one item's failure
+// is reported in its result and does not affect the others.
+func (c *Client) CreateRecords(ctx context.Context, r *store.Resource, inputs []map[string]any) ([]store.BatchResult, error) {
+	return c.batch(ctx, r, "/"+r.Name+"/batch", inputs)
+}
+
+// UpsertRecords upserts 1 to store.MaxBatch records of resource r by their
+// external_id, independently.
+func (c *Client) UpsertRecords(ctx context.Context, r *store.Resource, inputs []map[string]any) ([]store.BatchResult, error) {
+	return c.batch(ctx, r, "/"+r.Name+"/batch/upsert", inputs)
+}
+
+// batchItem is one entry of a batch response.
+type batchItem struct {
+	Index  int             `json:"index"`
+	Status int             `json:"status"`
+	Data   json.RawMessage `json:"data"`
+	Error  *struct {
+		Error   string `json:"error"`
+		Message string `json:"message"`
+	} `json:"error"`
+}
+
+func (c *Client) batch(ctx context.Context, r *store.Resource, path string, inputs []map[string]any) ([]store.BatchResult, error) {
+	if inputs == nil {
+		inputs = []map[string]any{} // "records": [], which the server refuses with its own message
+	}
+	var out struct {
+		Results []batchItem `json:"results"`
+	}
+	if _, err := c.do(ctx, http.MethodPost, path, nil, map[string]any{"records": inputs}, &out); err != nil {
+		return nil, err
+	}
+	if len(out.Results) != len(inputs) {
+		return nil, fmt.Errorf("hustack client: POST %s: %d results for %d records", path, len(out.Results), len(inputs))
+	}
+	results := make([]store.BatchResult, len(out.Results))
+	for i, it := range out.Results {
+		res := store.BatchResult{Index: it.Index}
+		switch {
+		case it.Error != nil:
+			res.Err = &store.Error{Code: it.Error.Error, Message: it.Error.Message}
+		case it.Status >= 200 && it.Status <= 299 && len(it.Data) > 0:
+			rec, err := decodeRecord(r, it.Data)
+			if err != nil {
+				return nil, err
+			}
+			res.Record, res.Created = rec, it.Status == http.StatusCreated
+		default:
+			return nil, fmt.Errorf("hustack client: POST %s: result %d has status %d and neither data nor error", path, i, it.Status)
+		}
+		results[i] = res
+	}
+	return results, nil
+}
+
 // Whoami describes the calling key: its workspace, name, scopes and expiry.
 func (c *Client) Whoami(ctx context.Context) (*store.Me, error) {
 	var me store.Me
-	if err := c.do(ctx, http.MethodGet, "/me", nil, nil, &me); err != nil {
+	if _, err := c.do(ctx, http.MethodGet, "/me", nil, nil, &me); err != nil {
 		return nil, err
 	}
 	return &me, nil
@@ -133,7 +231,7 @@ func (c *Client) CountUsage(ctx context.Context, uq store.UsageQuery, by store.U
 	var out struct {
 		Data []store.UsageCount `json:"data"`
 	}
-	if err := c.do(ctx, http.MethodGet, "/usage", q, nil, &out); err != nil {
+	if _, err := c.do(ctx, http.MethodGet, "/usage", q, nil, &out); err != nil {
 		return nil, err
 	}
 	if out.Data == nil {
@@ -148,7 +246,7 @@ func (c *Client) FindUsageLogs(ctx context.Context, uq store.UsageQuery, lp stor
 	setUsageQuery(q, uq)
 	setListParams(q, lp)
 	var page store.Page[store.UsageEvent]
-	if err := c.do(ctx, http.MethodGet, "/usage/logs", q, nil, &page); err != nil {
+	if _, err := c.do(ctx, http.MethodGet, "/usage/logs", q, nil, &page); err != nil {
 		return store.Page[store.UsageEvent]{}, err
 	}
 	if page.Data == nil {
@@ -157,10 +255,43 @@ func (c *Client) FindUsageLogs(ctx context.Context, uq store.UsageQuery, lp stor
 	return page, nil
 }
 
+// setListParams writes lp as REST query parameters. The record-list
+// parameters are only written when set, so usage logs get limit and offset
+// only.
 func setListParams(q url.Values, lp store.ListParams) {
 	q.Set("limit", strconv.Itoa(lp.Limit))
-	q.Set("offset", strconv.Itoa(lp.Offset))
+	if lp.Offset != 0 {
+		q.Set("offset", strconv.Itoa(lp.Offset))
+	}
+	if lp.Sort != "" {
+		q.Set("sort", lp.Sort)
+	}
+	if lp.Cursor != "" {
+		q.Set("cursor", lp.Cursor)
+	}
+	for _, t := range []struct {
+		name string
+		at   time.Time
+	}{
+		{"created_after", lp.CreatedAfter}, {"created_before", lp.CreatedBefore},
+		{"updated_after", lp.UpdatedAfter}, {"updated_before", lp.UpdatedBefore},
+	} {
+		if !t.at.IsZero() {
+			q.Set(t.name, t.at.UTC().Format(time.RFC3339Nano))
+		}
+	}
+	for name, v := range lp.Filters {
+		q.Set(name, v)
+	}
+	if lp.Q != "" {
+		q.Set("q", lp.Q)
+	}
+	if lp.IncludeDeleted {
+		q.Set("include_deleted", "true")
+	}
 }
+
+func recordPath(r *store.Resource, id string) string { return "/" + r.Name + "/" + url.PathEscape(id) }
 
 func setUsageQuery(q url.Values, uq store.UsageQuery) {
 	if uq.KeyID != "" {
@@ -185,9 +316,10 @@ func decodeRecord(r *store.Resource, data json.RawMessage) (*store.Record, error
 	return rec, nil
 }
 
-// do sends one request and decodes a 2xx answer into out. Any other answer
-// becomes an error wrapping the *store.Error the server described.
-func (c *Client) do(ctx context.Context, method, path string, q url.Values, body, out any) error {
+// do sends one request and decodes a 2xx answer into out (nil: the answer
+// has no body, as for 204). It returns the status. Any other answer becomes
+// an error wrapping the *store.Error the server described.
+func (c *Client) do(ctx context.Context, method, path string, q url.Values, body, out any) (int, error) {
 	u := c.base + path
 	if len(q) > 0 {
 		u += "?" + q.Encode()
@@ -196,13 +328,13 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, body
 	if body != nil {
 		b, err := json.Marshal(body)
 		if err != nil {
-			return fmt.Errorf("hustack client: encode request: %w", err)
+			return 0, fmt.Errorf("hustack client: encode request: %w", err)
 		}
 		rd = bytes.NewReader(b)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, u, rd)
 	if err != nil {
-		return fmt.Errorf("hustack client: %w", err)
+		return 0, fmt.Errorf("hustack client: %w", err)
 	}
 	req.Header.Set("Authorization", "Bearer "+c.key)
 	req.Header.Set("Accept", "application/json")
@@ -210,25 +342,35 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, body
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	idem, _ := ctx.Value(idempotencyKey{}).(*idempotency)
+	if idem != nil && method != http.MethodGet {
+		req.Header.Set(IdempotencyKeyHeader, idem.key)
+	}
 	resp, err := c.http.Do(req)
 	if err != nil {
 		// The key is only in a header, never in the URL, so the error text
 		// (which names the URL) is safe to log.
-		return fmt.Errorf("hustack client: %s %s: %w", method, path, err)
+		return 0, fmt.Errorf("hustack client: %s %s: %w", method, path, err)
 	}
 	defer resp.Body.Close()
+	if idem != nil && method != http.MethodGet && resp.Header.Get(IdempotentReplayedHeader) == "true" {
+		idem.replayed.Store(true)
+	}
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes))
 	if err != nil {
-		return fmt.Errorf("hustack client: %s %s: read response: %w", method, path, err)
+		return resp.StatusCode, fmt.Errorf("hustack client: %s %s: read response: %w", method, path, err)
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return &ResponseError{Method: method, Path: path, Status: resp.StatusCode,
+		return resp.StatusCode, &ResponseError{Method: method, Path: path, Status: resp.StatusCode,
 			RequestID: resp.Header.Get("X-Request-Id"), Err: errorFromBody(resp.StatusCode, data)}
 	}
-	if err := json.Unmarshal(data, out); err != nil {
-		return fmt.Errorf("hustack client: %s %s: decode response: %w", method, path, err)
+	if out == nil {
+		return resp.StatusCode, nil
 	}
-	return nil
+	if err := json.Unmarshal(data, out); err != nil {
+		return resp.StatusCode, fmt.Errorf("hustack client: %s %s: decode response: %w", method, path, err)
+	}
+	return resp.StatusCode, nil
 }
 
 // ResponseError is an error answer from the server. It wraps the *store.Error

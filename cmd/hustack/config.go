@@ -23,9 +23,12 @@ type Config struct {
 	Worker         bool            // HUSTACK_WORKER: run the worker inside `serve`
 	MCP            bool            // HUSTACK_MCP: serve the MCP endpoint
 	RateLimit      store.RateLimit // HUSTACK_RATE_LIMIT: default rate limit of new keys
+	RateLimitMode  string          // HUSTACK_RATE_LIMIT_MODE: exact or synced, with REDIS_URL
 	UsageRetention time.Duration   // HUSTACK_USAGE_RETENTION: how long usage logs are kept
 	LogLevel       slog.Level      // HUSTACK_LOG_LEVEL
 	LogFormat      string          // HUSTACK_LOG_FORMAT: text or json
+	URL            string          // HUSTACK_URL: the REST API `hustack mcp` calls
+	APIKey         string          // HUSTACK_API_KEY: the key `hustack mcp` calls it with (secret)
 }
 
 // defaultConfig returns the configuration used when no variable is set.
@@ -37,6 +40,7 @@ func defaultConfig() Config {
 		Worker:         true,
 		MCP:            true,
 		RateLimit:      store.DefaultRateLimit,
+		RateLimitMode:  rateLimitSynced,
 		UsageRetention: 90 * 24 * time.Hour,
 		LogLevel:       slog.LevelInfo,
 		LogFormat:      "text",
@@ -53,13 +57,16 @@ var envVars = []envVar{
 	{"HUSTACK_DATA_DIR", "./data", "directory of the SQLite database (hustack.db)"},
 	{"MONGODB_URI", "", "use MongoDB instead of SQLite, e.g. mongodb://localhost:27017"},
 	{"MONGODB_DATABASE", "hustack", "MongoDB database name"},
-	{"REDIS_URL", "", "Redis for workers and rate limits, e.g. redis://localhost:6379/0"},
+	{"REDIS_URL", "", "Redis for the task queues and shared rate limits, e.g. redis://localhost:6379/0; unset: an embedded in-process Redis"},
 	{"HUSTACK_WORKER", "on", "run the worker inside `serve` (on|off)"},
 	{"HUSTACK_MCP", "on", "serve the MCP endpoint (on|off)"},
 	{"HUSTACK_RATE_LIMIT", "100/10s", "rate limit of new keys (N/s, N/m, N/h, N/<duration>)"},
+	{"HUSTACK_RATE_LIMIT_MODE", "synced", "with REDIS_URL: exact (a Redis round trip per request) or synced (shared every 100 ms)"},
 	{"HUSTACK_USAGE_RETENTION", "90d", "how long usage logs are kept (e.g. 90d, 720h)"},
 	{"HUSTACK_LOG_LEVEL", "info", "debug, info, warn or error"},
 	{"HUSTACK_LOG_FORMAT", "text", "text or json"},
+	{"HUSTACK_URL", "", "`hustack mcp`: the REST API's base URL, e.g. http://127.0.0.1:8080/api/v1"},
+	{"HUSTACK_API_KEY", "", "`hustack mcp`: the API key its tools run with"},
 }
 
 // loadConfig reads the configuration from the environment. An invalid value
@@ -76,6 +83,8 @@ func loadConfig(getenv func(string) string) (Config, error) {
 	set("MONGODB_URI", &c.MongoURI)
 	set("MONGODB_DATABASE", &c.MongoDatabase)
 	set("REDIS_URL", &c.RedisURL)
+	set("HUSTACK_URL", &c.URL)
+	set("HUSTACK_API_KEY", &c.APIKey)
 
 	var err error
 	if c.Worker, err = envSwitch(getenv, "HUSTACK_WORKER", c.Worker); err != nil {
@@ -88,6 +97,12 @@ func loadConfig(getenv func(string) string) (Config, error) {
 		if c.RateLimit, err = store.ParseRateLimit(v); err != nil {
 			return Config{}, fmt.Errorf("HUSTACK_RATE_LIMIT: %q is not a rate limit; use N/s, N/m, N/h or N/<duration> such as 100/10s", v)
 		}
+	}
+	if v := strings.ToLower(strings.TrimSpace(getenv("HUSTACK_RATE_LIMIT_MODE"))); v != "" {
+		if v != rateLimitExact && v != rateLimitSynced {
+			return Config{}, fmt.Errorf("HUSTACK_RATE_LIMIT_MODE: %q is not a mode; use exact or synced", v)
+		}
+		c.RateLimitMode = v
 	}
 	if v := strings.TrimSpace(getenv("HUSTACK_USAGE_RETENTION")); v != "" {
 		if c.UsageRetention, err = parseDuration(v); err != nil {
@@ -191,13 +206,24 @@ func (c Config) pairs() [][2]string {
 		{"HUSTACK_WORKER", onOff(c.Worker)},
 		{"HUSTACK_MCP", onOff(c.MCP)},
 		{"HUSTACK_RATE_LIMIT", c.RateLimit.String()},
+		{"HUSTACK_RATE_LIMIT_MODE", c.RateLimitMode},
 		{"HUSTACK_USAGE_RETENTION", c.UsageRetention.String()},
 		{"HUSTACK_LOG_LEVEL", strings.ToLower(c.LogLevel.String())},
 		{"HUSTACK_LOG_FORMAT", c.LogFormat},
+		{"HUSTACK_URL", c.URL},
+		{"HUSTACK_API_KEY", maskKey(c.APIKey)},
 	}
 }
 
 const masked = "xxxxx"
+
+// maskKey shows that an API key is set without showing it.
+func maskKey(k string) string {
+	if k == "" {
+		return ""
+	}
+	return masked
+}
 
 // secretParams are URI query parameters whose values are credentials.
 var secretParams = []string{"password", "secret", "token", "authmechanismproperties"}

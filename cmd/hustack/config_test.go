@@ -17,8 +17,8 @@ func TestLoadConfigDefaults(t *testing.T) {
 	}
 	want := Config{
 		Addr: "127.0.0.1:8080", DataDir: "./data", MongoDatabase: "hustack", Worker: true, MCP: true,
-		RateLimit: store.RateLimit{Count: 100, Period: 10 * time.Second}, UsageRetention: 90 * 24 * time.Hour,
-		LogLevel: slog.LevelInfo, LogFormat: "text",
+		RateLimit: store.RateLimit{Count: 100, Period: 10 * time.Second}, RateLimitMode: "synced",
+		UsageRetention: 90 * 24 * time.Hour, LogLevel: slog.LevelInfo, LogFormat: "text",
 	}
 	if c != want {
 		t.Errorf("defaults = %+v, want %+v", c, want)
@@ -38,6 +38,9 @@ func TestLoadConfigFromEnv(t *testing.T) {
 		"HUSTACK_USAGE_RETENTION": "30d",
 		"HUSTACK_LOG_LEVEL":       "debug",
 		"HUSTACK_LOG_FORMAT":      "JSON",
+		"HUSTACK_RATE_LIMIT_MODE": "Exact",
+		"HUSTACK_URL":             "http://127.0.0.1:9090/api/v1",
+		"HUSTACK_API_KEY":         "hs_live_secret",
 	}
 	c, err := loadConfig(env.getenv)
 	if err != nil {
@@ -46,8 +49,9 @@ func TestLoadConfigFromEnv(t *testing.T) {
 	want := Config{
 		Addr: "0.0.0.0:9090", DataDir: "/var/lib/hustack", MongoURI: "mongodb://mongo:27017", MongoDatabase: "crm",
 		RedisURL: "redis://redis:6379/1", Worker: false, MCP: false,
-		RateLimit: store.RateLimit{Count: 600, Period: time.Minute}, UsageRetention: 30 * 24 * time.Hour,
-		LogLevel: slog.LevelDebug, LogFormat: "json",
+		RateLimit: store.RateLimit{Count: 600, Period: time.Minute}, RateLimitMode: "exact",
+		UsageRetention: 30 * 24 * time.Hour, LogLevel: slog.LevelDebug, LogFormat: "json",
+		URL: "http://127.0.0.1:9090/api/v1", APIKey: "hs_live_secret",
 	}
 	if c != want {
 		t.Errorf("config = %+v, want %+v", c, want)
@@ -62,6 +66,7 @@ func TestLoadConfigErrors(t *testing.T) {
 		"HUSTACK_USAGE_RETENTION": "forever",
 		"HUSTACK_LOG_LEVEL":       "loud",
 		"HUSTACK_LOG_FORMAT":      "xml",
+		"HUSTACK_RATE_LIMIT_MODE": "approximate",
 	} {
 		_, err := loadConfig(testEnv{name: value}.getenv)
 		if err == nil || !strings.Contains(err.Error(), name) || !strings.Contains(err.Error(), value) {
@@ -111,8 +116,9 @@ func TestMaskURL(t *testing.T) {
 // or logged.
 func TestConfigNeverShowsSecrets(t *testing.T) {
 	env := testEnv{
-		"MONGODB_URI": "mongodb://admin:m0ngoPassw0rd@mongo:27017/?authSource=admin",
-		"REDIS_URL":   "redis://:r3disPassw0rd@redis:6379/0",
+		"MONGODB_URI":     "mongodb://admin:m0ngoPassw0rd@mongo:27017/?authSource=admin",
+		"REDIS_URL":       "redis://:r3disPassw0rd@redis:6379/0",
+		"HUSTACK_API_KEY": "hs_live_k3yS3cretValue",
 	}
 	c, err := loadConfig(env.getenv)
 	if err != nil {
@@ -128,7 +134,7 @@ func TestConfigNeverShowsSecrets(t *testing.T) {
 		"text log": text.String(),
 		"store":    c.storeDescription(),
 	} {
-		for _, secret := range []string{"m0ngoPassw0rd", "r3disPassw0rd"} {
+		for _, secret := range []string{"m0ngoPassw0rd", "r3disPassw0rd", "k3yS3cretValue"} {
 			if strings.Contains(out, secret) {
 				t.Errorf("%s shows a secret: %s", what, out)
 			}
@@ -136,6 +142,12 @@ func TestConfigNeverShowsSecrets(t *testing.T) {
 		if !strings.Contains(out, "mongo:27017") {
 			t.Errorf("%s does not show the MongoDB host: %s", what, out)
 		}
+	}
+	if got := redisDescription(c); got != "redis://:xxxxx@redis:6379/0" {
+		t.Errorf("redisDescription = %q", got)
+	}
+	if !strings.Contains(c.String(), "HUSTACK_API_KEY=xxxxx\n") {
+		t.Errorf("String() does not show that HUSTACK_API_KEY is set: %s", c.String())
 	}
 	if !strings.Contains(c.String(), "REDIS_URL=redis://:xxxxx@redis:6379/0") {
 		t.Errorf("String() = %s", c.String())

@@ -1,9 +1,12 @@
-// Command hustack runs the Hustack API server and manages workspaces and API
-// keys from the command line.
+// Command hustack runs the Hustack API server, its worker and its stdio MCP
+// server, and manages workspaces and API keys from the command line.
 //
 //	hustack serve
 //	hustack workspace create --name Acme
 //	hustack key create --workspace ID --name zapier --scopes read:accounts,write:notes
+//	hustack usage --workspace ID --by key
+//	hustack worker
+//	hustack mcp
 //
 // Run `hustack help` for every command and setting.
 package main
@@ -30,7 +33,7 @@ func main() {
 	// handling is restored so that a second signal ends the process at once.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	go func() { <-ctx.Done(); stop() }()
-	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	err := run(ctx, os.Args[1:], os.Getenv, os.Stdin, os.Stdout, os.Stderr)
 	stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "hustack: "+errorText(err))
@@ -51,28 +54,35 @@ type command struct {
 
 // commands is the command table, in the order help lists it.
 var commands = []*command{
-	{name: "serve", args: "[--addr ADDR] [--data-dir DIR]", summary: "Run the API server until SIGINT or SIGTERM.", run: runServe},
+	{name: "serve", args: "[--addr ADDR] [--data-dir DIR]", summary: "Run the API server (and the worker, unless HUSTACK_WORKER=off) until SIGINT or SIGTERM.", run: runServe},
+	{name: "worker", args: "[--data-dir DIR]", summary: "Run the worker alone (needs REDIS_URL) until SIGINT or SIGTERM.", run: runWorker},
+	{name: "mcp", args: "[--url URL]", summary: "Serve the MCP tools over stdio for a desktop client (HUSTACK_URL, HUSTACK_API_KEY).", run: runMCP},
 	{name: "workspace create", args: "[--json] --name NAME", summary: "Create a workspace.", run: runWorkspaceCreate},
 	{name: "workspace list", args: "[--json]", summary: "List workspaces.", run: runWorkspaceList},
 	{name: "key create", args: "[--json] --workspace ID --name NAME --scopes SCOPES [--expires-in 720h | --expires-at RFC3339] [--rate-limit 600/m]",
 		summary: "Create an API key; the key is shown only once.", run: runKeyCreate},
 	{name: "key list", args: "[--json] --workspace ID", summary: "List a workspace's API keys (never the keys themselves).", run: runKeyList},
 	{name: "key revoke", args: "[--json] KEY_ID", summary: "Revoke an API key; running servers refuse it within 2 seconds.", run: runKeyRevoke},
+	{name: "usage", args: "[--json] --workspace ID [--key KEY_ID] [--since 24h] [--by day|key|route|status]",
+		summary: "Count a workspace's API requests by day, key, route or status.", run: runUsage},
+	{name: "bench", args: "[--json] [--concurrency 16] [--duration 10s] [--url URL --key KEY] [--seed N]",
+		summary: "Load-test the API in process (or a server at --url) and report requests/s and latencies.", run: runBench},
 	{name: "version", args: "", summary: "Print the version.", run: runVersion},
 }
 
 // cli is what a command runs with: its table entry, the configuration and
-// the output streams.
+// the standard streams.
 type cli struct {
 	cmd    *command
 	cfg    Config
+	stdin  io.Reader
 	stdout io.Writer
 	stderr io.Writer
 }
 
 // run is the whole program: main only adds signals, the real environment and
 // the exit status.
-func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		printUsage(stderr)
 		return usageErrorf("no command given")
@@ -80,7 +90,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	switch args[0] {
 	case "help", "-h", "-help", "--help":
 		if cmd, _ := findCommand(args[1:]); cmd != nil {
-			c := &cli{cmd: cmd, cfg: defaultConfig(), stdout: stdout, stderr: stderr}
+			c := &cli{cmd: cmd, cfg: defaultConfig(), stdin: stdin, stdout: stdout, stderr: stderr}
 			if err := cmd.run(ctx, c, []string{"-h"}); !errors.Is(err, flag.ErrHelp) {
 				return err
 			}
@@ -115,7 +125,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	c := &cli{cmd: cmd, cfg: cfg, stdout: stdout, stderr: stderr}
+	c := &cli{cmd: cmd, cfg: cfg, stdin: stdin, stdout: stdout, stderr: stderr}
 	err = cmd.run(ctx, c, rest)
 	if errors.Is(err, flag.ErrHelp) {
 		return nil

@@ -10,7 +10,7 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/hustack/hustack/api"
+	"github.com/hustack/hustack/worker"
 )
 
 // Server timeouts. Request bodies are at most 1 MiB, so a minute to read or
@@ -22,6 +22,9 @@ const (
 	idleTimeout       = 2 * time.Minute
 	// drainTimeout bounds how long a shutdown waits for in-flight requests.
 	drainTimeout = 15 * time.Second
+	// closeTimeout bounds the rest of a shutdown: enqueueing the buffered
+	// usage events and, with the embedded Redis, processing them.
+	closeTimeout = 15 * time.Second
 )
 
 func runServe(ctx context.Context, c *cli, args []string) error {
@@ -31,6 +34,7 @@ func runServe(ctx context.Context, c *cli, args []string) error {
 	if _, err := c.parse(fs, args, 0, 0); err != nil {
 		return err
 	}
+	worker.LogRedisInternals(newLogger(c.cfg, c.stderr))
 	ln, err := net.Listen("tcp", c.cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", c.cfg.Addr, err)
@@ -39,29 +43,38 @@ func runServe(ctx context.Context, c *cli, args []string) error {
 }
 
 // serveOn runs the API server on ln until ctx is cancelled, then shuts it
-// down gracefully and closes the store. It closes ln.
-func serveOn(ctx context.Context, c *cli, ln net.Listener) error {
+// down gracefully: the HTTP server drains, then the app closes in order
+// (see app.Close). It closes ln.
+func serveOn(ctx context.Context, c *cli, ln net.Listener, opts ...appOption) error {
 	logger := newLogger(c.cfg, c.stderr)
 	logger.Debug("configuration", "config", c.cfg)
-	svc, err := openService(ctx, c.cfg)
+	a, err := newApp(ctx, c.cfg, logger, opts...)
 	if err != nil {
 		ln.Close()
 		return err
 	}
-	handler := api.New(api.Config{
-		Service: svc,
-		Logger:  logger,
-		Version: version(),
-	})
-	logger.Info("hustack listening", "addr", "http://"+ln.Addr().String(), "store", c.cfg.storeDescription(), "version", version())
-	serveErr := serveHTTP(ctx, ln, handler, logger, drainTimeout)
-	if err := svc.Close(); err != nil {
-		serveErr = errors.Join(serveErr, fmt.Errorf("close store: %w", err))
+	logger.Info("hustack listening", "addr", "http://"+ln.Addr().String(), "store", c.cfg.storeDescription(),
+		"redis", redisDescription(c.cfg), "worker", onOff(a.Worker != nil), "usage", onOff(a.Batcher != nil),
+		"mcp", onOff(c.cfg.MCP), "version", version())
+	serveErr := serveHTTP(ctx, ln, a.Handler(), logger, drainTimeout)
+	closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), closeTimeout)
+	defer cancel()
+	if err := a.Close(closeCtx); err != nil {
+		serveErr = errors.Join(serveErr, err)
 	}
 	if serveErr == nil {
 		logger.Info("hustack stopped")
 	}
 	return serveErr
+}
+
+// redisDescription says which Redis the configuration selects, without
+// secrets.
+func redisDescription(cfg Config) string {
+	if cfg.RedisURL == "" {
+		return "embedded"
+	}
+	return maskURL(cfg.RedisURL)
 }
 
 // serveHTTP serves handler on ln until ctx is cancelled, then stops

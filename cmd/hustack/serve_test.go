@@ -39,9 +39,9 @@ func (s *syncBuffer) String() string {
 }
 
 // startServer runs serveOn on a loopback port with the configuration of e and
-// returns the base URL and a function that stops the server and returns what
-// serveOn returned.
-func startServer(t *testing.T, e testEnv) (string, func() error, *syncBuffer) {
+// the given app options, and returns the base URL and a function that stops
+// the server and returns what serveOn returned.
+func startServer(t *testing.T, e testEnv, opts ...appOption) (string, func() error, *syncBuffer) {
 	t.Helper()
 	cfg, err := loadConfig(e.getenv)
 	if err != nil {
@@ -55,7 +55,7 @@ func startServer(t *testing.T, e testEnv) (string, func() error, *syncBuffer) {
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	c := &cli{cmd: commands[0], cfg: cfg, stdout: io.Discard, stderr: logs}
-	go func() { done <- serveOn(ctx, c, ln) }()
+	go func() { done <- serveOn(ctx, c, ln, opts...) }()
 	stopped := false
 	stop := func() error {
 		cancel()

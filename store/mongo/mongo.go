@@ -2,9 +2,9 @@
 // official driver (go.mongodb.org/mongo-driver/v2).
 //
 // Layout: one collection per CRM resource (named after store.Resource.Name)
-// plus workspaces, api_keys and usage_logs. Every document's _id is its
-// string id; tenant documents carry workspace_id, which leads every tenant
-// index and is part of every tenant filter.
+// plus workspaces, api_keys, usage_logs and idempotency_keys. Every
+// document's _id is its string id; tenant documents carry workspace_id, which
+// leads every tenant index and is part of every tenant filter.
 //
 // Every filter and update is built here with bson.D from typed Go values, never
 // from a client-supplied map, so a value such as {"$gt": ""} or "$where" is
@@ -87,6 +87,21 @@ func (d *DB) Database() *mongo.Database { return d.db }
 
 // indexes lists the indexes of every collection. Index names are the driver's
 // defaults (derived from the keys), so creating them again is a no-op.
+//
+// Record collections, each index led by workspace_id:
+//   - (workspace_id, created_at, _id) and (workspace_id, updated_at, _id):
+//     lists in either sort order, either direction, with keyset pagination
+//     and time bounds on the sort key;
+//   - (workspace_id, <field>, created_at, _id) per filterable field: the
+//     exact-match filter in the default order (created_at, either
+//     direction); other combinations use one of these indexes and filter the
+//     rest;
+//   - unique (workspace_id, live_external_id): external ids among live
+//     records (see liveExternalIDField), and upserts' lookup by external id.
+//
+// Maintenance indexes, deliberately not per workspace because retention runs
+// across all workspaces: deleted_at (sparse: only tombstones have one) on
+// every record collection, expires_at on idempotency keys, time on usage.
 func indexes() map[string][]mongo.IndexModel {
 	// listOrder serves a workspace's list, newest first, and lookups by
 	// workspace; read backwards it serves oldest first too.
@@ -105,26 +120,125 @@ func indexes() map[string][]mongo.IndexModel {
 			// Retention deletes old events across all workspaces.
 			{Keys: bson.D{{Key: "time", Value: 1}}},
 		},
+		idempotencyColl: {
+			// Keys are found by _id; expiry runs across all workspaces.
+			{Keys: bson.D{{Key: "expires_at", Value: 1}}},
+		},
 	}
 	for _, r := range store.Resources {
-		m[r.Name] = []mongo.IndexModel{listOrder}
+		models := []mongo.IndexModel{
+			listOrder,
+			{Keys: bson.D{{Key: "workspace_id", Value: 1}, {Key: "updated_at", Value: -1}, {Key: "_id", Value: -1}}},
+		}
+		for _, name := range r.FilterNames() {
+			models = append(models, mongo.IndexModel{Keys: bson.D{{Key: "workspace_id", Value: 1}, {Key: name, Value: 1},
+				{Key: "created_at", Value: -1}, {Key: "_id", Value: -1}}})
+		}
+		models = append(models,
+			liveExternalIDIndex,
+			mongo.IndexModel{Keys: bson.D{{Key: deletedAtField, Value: 1}}, Options: options.Index().SetSparse(true)})
+		m[r.Name] = models
 	}
 	return m
 }
+
+// liveExternalIDIndex makes external ids unique among a workspace's live
+// records of one resource.
+var liveExternalIDIndex = mongo.IndexModel{
+	Keys:    bson.D{{Key: "workspace_id", Value: 1}, {Key: liveExternalIDField, Value: 1}},
+	Options: options.Index().SetUnique(true).SetName(liveExternalIDIndexName),
+}
+
+func isLiveExternalIDIndex(m mongo.IndexModel) bool {
+	keys, _ := m.Keys.(bson.D)
+	return len(keys) == 2 && keys[1].Key == liveExternalIDField
+}
+
+// liveExternalIDIndexName is the driver's default name for the index's keys.
+const liveExternalIDIndexName = "workspace_id_1_" + liveExternalIDField + "_1"
 
 // createIndexes creates every index, one createIndexes command per index.
 // Creating an index that exists with the same keys and name is a no-op on
 // MongoDB; FerretDB 1.x also accepts it, but fails (a server-side panic) on a
 // single command that lists several already existing indexes.
+//
+// Before the unique index on live_external_id is first created, records
+// stored by an earlier version, which lack the field, get it: otherwise
+// MongoDB would index them all as null and refuse the index.
 func (d *DB) createIndexes(ctx context.Context) error {
 	for coll, models := range indexes() {
 		for _, m := range models {
+			if isLiveExternalIDIndex(m) {
+				if err := d.backfillLiveExternalIDs(ctx, d.db.Collection(coll)); err != nil {
+					return err
+				}
+			}
 			if _, err := d.db.Collection(coll).Indexes().CreateOne(ctx, m); err != nil {
 				return fmt.Errorf("mongo: create indexes on %s: %w", coll, err)
 			}
 		}
 	}
 	return nil
+}
+
+// backfillBatch bounds the updates sent in one bulk write.
+const backfillBatch = 500
+
+// backfillLiveExternalIDs sets live_external_id on every record of coll that
+// lacks it, unless the unique index on it exists already (then every record
+// has it, since every write sets it).
+func (d *DB) backfillLiveExternalIDs(ctx context.Context, coll *mongo.Collection) error {
+	names, err := coll.Indexes().ListSpecifications(ctx)
+	if err != nil {
+		return fmt.Errorf("mongo: list indexes of %s: %w", coll.Name(), err)
+	}
+	for _, spec := range names {
+		if spec.Name == liveExternalIDIndexName {
+			return nil
+		}
+	}
+	missing := bson.D{{Key: liveExternalIDField, Value: bson.D{{Key: "$exists", Value: false}}}}
+	proj := bson.D{{Key: "_id", Value: 1}, {Key: store.ExternalIDField, Value: 1}, {Key: deletedAtField, Value: 1}}
+	cur, err := coll.Find(ctx, missing, options.Find().SetProjection(proj))
+	if err != nil {
+		return fmt.Errorf("mongo: find records of %s to backfill: %w", coll.Name(), err)
+	}
+	defer cur.Close(ctx)
+	var batch []mongo.WriteModel
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		_, err := coll.BulkWrite(ctx, batch, options.BulkWrite().SetOrdered(false))
+		batch = batch[:0]
+		if err != nil {
+			return fmt.Errorf("mongo: backfill %s of %s: %w", liveExternalIDField, coll.Name(), err)
+		}
+		return nil
+	}
+	for cur.Next(ctx) {
+		var doc struct {
+			ID         string    `bson:"_id"`
+			ExternalID string    `bson:"external_id"`
+			DeletedAt  time.Time `bson:"deleted_at"`
+		}
+		if err := cur.Decode(&doc); err != nil {
+			return fmt.Errorf("mongo: read record of %s to backfill: %w", coll.Name(), err)
+		}
+		key := liveExternalID(doc.ID, map[string]any{store.ExternalIDField: doc.ExternalID}, !doc.DeletedAt.IsZero())
+		batch = append(batch, mongo.NewUpdateOneModel().
+			SetFilter(append(bson.D{{Key: "_id", Value: doc.ID}}, missing...)).
+			SetUpdate(bson.D{{Key: "$set", Value: bson.D{{Key: liveExternalIDField, Value: key}}}}))
+		if len(batch) == backfillBatch {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+	}
+	if err := cur.Err(); err != nil {
+		return fmt.Errorf("mongo: read records of %s to backfill: %w", coll.Name(), err)
+	}
+	return flush()
 }
 
 // translate turns driver errors into store errors: no document is not_found,
@@ -136,7 +250,7 @@ func translate(err error, op, what string) error {
 		return nil
 	case errors.Is(err, mongo.ErrNoDocuments):
 		return store.Errorf(store.ENOTFOUND, "%s not found.", capitalize(what))
-	case mongo.IsDuplicateKeyError(err):
+	case isUniqueViolation(err):
 		return store.Errorf(store.ECONFLICT, "%s already exists.", capitalize(what))
 	default:
 		return fmt.Errorf("mongo: %s: %w", op, err)

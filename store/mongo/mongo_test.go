@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -87,16 +88,45 @@ func TestOpenTwiceKeepsIndexes(t *testing.T) {
 	first := mongotest.OpenDatabase(t, name)
 	before := indexKeys(t, first)
 
-	want := map[string]string{
-		"api_keys":   "hash_1 unique",
-		"accounts":   "workspace_id_1_created_at_-1__id_-1",
-		"notes":      "workspace_id_1_created_at_-1__id_-1",
-		"usage_logs": "workspace_id_1_time_-1__id_-1",
-		"workspaces": "created_at_1__id_1",
+	want := map[string][]string{
+		"api_keys": {"hash_1 unique"},
+		"accounts": {"workspace_id_1_created_at_-1__id_-1", "workspace_id_1_updated_at_-1__id_-1",
+			"workspace_id_1_industry_1_created_at_-1__id_-1", "workspace_id_1_country_1_created_at_-1__id_-1",
+			"workspace_id_1_email_1_created_at_-1__id_-1", "workspace_id_1_external_id_1_created_at_-1__id_-1",
+			"workspace_id_1_live_external_id_1 unique", "deleted_at_1"},
+		"activities": {"workspace_id_1_type_1_created_at_-1__id_-1",
+			"workspace_id_1_related_opportunity_id_1_created_at_-1__id_-1"},
+		"notes":            {"workspace_id_1_created_at_-1__id_-1", "workspace_id_1_live_external_id_1 unique"},
+		"usage_logs":       {"workspace_id_1_time_-1__id_-1"},
+		"workspaces":       {"created_at_1__id_1"},
+		"idempotency_keys": {"expires_at_1"},
 	}
-	for coll, idx := range want {
-		if !slices.Contains(before[coll], idx) {
-			t.Errorf("indexes of %s = %v, want %q among them", coll, before[coll], idx)
+	for coll, idxs := range want {
+		for _, idx := range idxs {
+			if !slices.Contains(before[coll], idx) {
+				t.Errorf("indexes of %s = %v, want %q among them", coll, before[coll], idx)
+			}
+		}
+	}
+	// Every index of a tenant collection leads with workspace_id, except
+	// _id and the maintenance indexes of cross-workspace retention.
+	maintenance := map[string]bool{"_id_": true, "deleted_at_1": true, "time_1": true, "hash_1 unique": true}
+	for coll, idxs := range before {
+		if coll == "workspaces" || coll == "idempotency_keys" {
+			continue
+		}
+		for _, idx := range idxs {
+			if !maintenance[idx] && !strings.HasPrefix(idx, "workspace_id_1_") {
+				t.Errorf("index %s of %s does not lead with workspace_id", idx, coll)
+			}
+		}
+	}
+	for _, r := range store.Resources {
+		for _, f := range r.FilterNames() {
+			idx := "workspace_id_1_" + f + "_1_created_at_-1__id_-1"
+			if !slices.Contains(before[r.Name], idx) {
+				t.Errorf("filter %s of %s has no index %s: %v", f, r.Name, idx, before[r.Name])
+			}
 		}
 	}
 

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
+	"time"
 	"unicode"
 
 	"github.com/hustack/hustack/store"
@@ -13,8 +15,8 @@ import (
 
 // table is the SQL side of one resource: its column lists and its prepared
 // statements. Columns are id, workspace_id, the fields in schema order, then
-// created_at, updated_at, created_via, api_key_id. Queries leave out
-// workspace_id: the caller gave it.
+// created_at, updated_at, created_via, api_key_id, deleted_at. Queries leave
+// out workspace_id: the caller gave it.
 type table struct {
 	r       *store.Resource
 	name    string // quoted
@@ -22,22 +24,31 @@ type table struct {
 	selects string // all but workspace_id
 	what    string // "Account", for messages
 
-	insert, find, list *sql.Stmt
+	insert, find, findExt, update, del, live, purge *sql.Stmt
+
+	// lists holds the prepared statements of list queries by SQL text; the
+	// text depends only on which options a query uses, never on values.
+	listMu sync.Mutex
+	lists  map[string]*sql.Stmt
 }
+
+// maxListStatements bounds the prepared list statements kept per table;
+// queries of rarer shapes are prepared each time.
+const maxListStatements = 256
 
 func newTable(r *store.Resource) *table {
 	cols := []string{"id"}
 	for _, f := range r.Fields {
 		cols = append(cols, quote(f.Name))
 	}
-	cols = append(cols, "created_at", "updated_at", "created_via", "api_key_id")
+	cols = append(cols, "created_at", "updated_at", "created_via", "api_key_id", "deleted_at")
 	what := []rune(r.Singular)
 	what[0] = unicode.ToUpper(what[0])
-	return &table{r: r, name: quote(r.Name), what: string(what),
+	return &table{r: r, name: quote(r.Name), what: string(what), lists: map[string]*sql.Stmt{},
 		columns: "workspace_id, " + strings.Join(cols, ", "), selects: strings.Join(cols, ", ")}
 }
 
-func (t *table) numColumns() int { return len(t.r.Fields) + 6 }
+func (t *table) numColumns() int { return len(t.r.Fields) + 7 }
 
 func (t *table) insertSQL() string {
 	marks := strings.TrimSuffix(strings.Repeat("?, ", t.numColumns()), ", ")
@@ -45,12 +56,35 @@ func (t *table) insertSQL() string {
 }
 
 func (t *table) findSQL() string {
-	return fmt.Sprintf("SELECT %s FROM %s WHERE workspace_id = ? AND id = ?", t.selects, t.name)
+	return fmt.Sprintf("SELECT %s FROM %s WHERE workspace_id = ? AND id = ? AND deleted_at IS NULL", t.selects, t.name)
 }
 
-func (t *table) listSQL() string {
-	return fmt.Sprintf("SELECT %s FROM %s WHERE workspace_id = ? ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?",
-		t.selects, t.name)
+func (t *table) findExtSQL() string {
+	return fmt.Sprintf("SELECT %s FROM %s WHERE workspace_id = ? AND external_id = ? AND deleted_at IS NULL", t.selects, t.name)
+}
+
+// updateSQL sets every field and updated_at of a live record, provided its
+// updated_at is still the one the caller read.
+func (t *table) updateSQL() string {
+	var set strings.Builder
+	for _, f := range t.r.Fields {
+		fmt.Fprintf(&set, "%s = ?, ", quote(f.Name))
+	}
+	return fmt.Sprintf("UPDATE %s SET %supdated_at = ? WHERE workspace_id = ? AND id = ? AND deleted_at IS NULL AND updated_at = ?",
+		t.name, set.String())
+}
+
+func (t *table) deleteSQL() string {
+	return fmt.Sprintf("UPDATE %s SET deleted_at = ?, updated_at = ? WHERE workspace_id = ? AND id = ? AND deleted_at IS NULL", t.name)
+}
+
+func (t *table) liveSQL() string {
+	return fmt.Sprintf("SELECT 1 FROM %s WHERE workspace_id = ? AND id = ? AND deleted_at IS NULL", t.name)
+}
+
+// purgeSQL deletes up to a chunk of tombstones deleted before a time.
+func (t *table) purgeSQL() string {
+	return fmt.Sprintf("DELETE FROM %s WHERE rowid IN (SELECT rowid FROM %s WHERE deleted_at < ? LIMIT ?)", t.name, t.name)
 }
 
 func (db *DB) table(r *store.Resource) (*table, error) {
@@ -61,6 +95,18 @@ func (db *DB) table(r *store.Resource) (*table, error) {
 	return t, nil
 }
 
+// fieldArgs returns the column values of rec's fields in schema order.
+func (t *table) fieldArgs(rec *store.Record, args []any) ([]any, error) {
+	for _, f := range t.r.Fields {
+		v, err := fieldArg(f, rec.Fields[f.Name])
+		if err != nil {
+			return nil, err
+		}
+		args = append(args, v)
+	}
+	return args, nil
+}
+
 func (db *DB) InsertRecord(ctx context.Context, rec *store.Record) error {
 	t, err := db.table(rec.Resource)
 	if err != nil {
@@ -68,14 +114,10 @@ func (db *DB) InsertRecord(ctx context.Context, rec *store.Record) error {
 	}
 	args := make([]any, 0, t.numColumns())
 	args = append(args, rec.WorkspaceID, rec.ID)
-	for _, f := range t.r.Fields {
-		v, err := fieldArg(f, rec.Fields[f.Name])
-		if err != nil {
-			return fmt.Errorf("sqlite: insert %s: %w", t.r.Singular, err)
-		}
-		args = append(args, v)
+	if args, err = t.fieldArgs(rec, args); err != nil {
+		return fmt.Errorf("sqlite: insert %s: %w", t.r.Singular, err)
 	}
-	args = append(args, ms(rec.CreatedAt), ms(rec.UpdatedAt), rec.CreatedVia, rec.APIKeyID)
+	args = append(args, ms(rec.CreatedAt), ms(rec.UpdatedAt), rec.CreatedVia, rec.APIKeyID, nullMS(rec.DeletedAt))
 	_, err = t.insert.ExecContext(ctx, args...)
 	return translate(err, "insert "+t.r.Singular, t.what)
 }
@@ -102,13 +144,28 @@ func (db *DB) FindRecordByID(ctx context.Context, r *store.Resource, workspaceID
 	if err != nil {
 		return nil, err
 	}
-	rows, err := t.find.QueryContext(ctx, workspaceID, id)
+	return t.findOne(ctx, t.find, workspaceID, id)
+}
+
+func (db *DB) FindRecordByExternalID(ctx context.Context, r *store.Resource, workspaceID, externalID string) (*store.Record, error) {
+	t, err := db.table(r)
 	if err != nil {
-		return nil, translate(err, "find "+r.Singular, t.what)
+		return nil, err
+	}
+	if t.findExt == nil {
+		return nil, notFound(t.what)
+	}
+	return t.findOne(ctx, t.findExt, workspaceID, externalID)
+}
+
+func (t *table) findOne(ctx context.Context, stmt *sql.Stmt, workspaceID, key string) (*store.Record, error) {
+	rows, err := stmt.QueryContext(ctx, workspaceID, key)
+	if err != nil {
+		return nil, translate(err, "find "+t.r.Singular, t.what)
 	}
 	recs, err := t.scan(rows, workspaceID, 1)
 	if err != nil {
-		return nil, translate(err, "find "+r.Singular, t.what)
+		return nil, translate(err, "find "+t.r.Singular, t.what)
 	}
 	if len(recs) == 0 {
 		return nil, notFound(t.what)
@@ -116,17 +173,225 @@ func (db *DB) FindRecordByID(ctx context.Context, r *store.Resource, workspaceID
 	return recs[0], nil
 }
 
+// UpdateRecord is one conditional UPDATE; when it changes nothing, a second
+// look tells a record changed meanwhile (stale) from one that is not there.
+func (db *DB) UpdateRecord(ctx context.Context, rec *store.Record, prevUpdatedAt time.Time) error {
+	t, err := db.table(rec.Resource)
+	if err != nil {
+		return err
+	}
+	args := make([]any, 0, len(t.r.Fields)+4)
+	if args, err = t.fieldArgs(rec, args); err != nil {
+		return fmt.Errorf("sqlite: update %s: %w", t.r.Singular, err)
+	}
+	args = append(args, ms(rec.UpdatedAt), rec.WorkspaceID, rec.ID, ms(prevUpdatedAt))
+	res, err := t.update.ExecContext(ctx, args...)
+	if err != nil {
+		return translate(err, "update "+t.r.Singular, t.what)
+	}
+	if n, err := res.RowsAffected(); err != nil || n == 1 {
+		return translate(err, "update "+t.r.Singular, t.what)
+	}
+	var one int
+	err = t.live.QueryRowContext(ctx, rec.WorkspaceID, rec.ID).Scan(&one)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return notFound(t.what)
+	case err != nil:
+		return translate(err, "update "+t.r.Singular, t.what)
+	}
+	return store.ErrStale
+}
+
+func (db *DB) DeleteRecord(ctx context.Context, r *store.Resource, workspaceID, id string, at time.Time) error {
+	t, err := db.table(r)
+	if err != nil {
+		return err
+	}
+	res, err := t.del.ExecContext(ctx, ms(at), ms(at), workspaceID, id)
+	if err != nil {
+		return translate(err, "delete "+r.Singular, t.what)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return translate(err, "delete "+r.Singular, t.what)
+	}
+	if n == 0 {
+		return notFound(t.what)
+	}
+	return nil
+}
+
+// PurgeTombstones deletes in chunks, table by table, so that other writers
+// wait for one chunk at most.
+func (db *DB) PurgeTombstones(ctx context.Context, before time.Time) (int64, error) {
+	var total int64
+	for _, r := range store.Resources {
+		n, err := deleteChunked(ctx, db.tables[r].purge, ms(before))
+		total += n
+		if err != nil {
+			return total, translate(err, "purge "+r.Name, "Record")
+		}
+	}
+	return total, nil
+}
+
+// deleteChunked runs a statement that deletes up to deleteChunk rows (its
+// second argument) until it deletes fewer.
+func deleteChunked(ctx context.Context, stmt *sql.Stmt, arg any) (int64, error) {
+	var total int64
+	for {
+		res, err := stmt.ExecContext(ctx, arg, deleteChunk)
+		if err != nil {
+			return total, err
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return total, err
+		}
+		total += n
+		if n < deleteChunk {
+			return total, nil
+		}
+	}
+}
+
 func (db *DB) FindRecords(ctx context.Context, r *store.Resource, workspaceID string, q store.RecordQuery) ([]*store.Record, error) {
 	t, err := db.table(r)
 	if err != nil {
 		return nil, err
 	}
-	rows, err := t.list.QueryContext(ctx, workspaceID, limitArg(q.Limit), max(q.Offset, 0))
+	query, args, err := t.listQuery(workspaceID, q)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: find %s: %w", r.Name, err)
+	}
+	stmt, err := db.listStatement(ctx, t, query)
+	if err != nil {
+		return nil, translate(err, "find "+r.Name, t.what)
+	}
+	var rows *sql.Rows
+	if stmt != nil {
+		rows, err = stmt.QueryContext(ctx, args...)
+	} else {
+		rows, err = db.read.QueryContext(ctx, query, args...)
+	}
 	if err != nil {
 		return nil, translate(err, "find "+r.Name, t.what)
 	}
 	recs, err := t.scan(rows, workspaceID, max(q.Limit, 0))
 	return recs, translate(err, "find "+r.Name, t.what)
+}
+
+// listStatement returns the prepared statement of a list query, preparing
+// it on first use; nil when the cache is full.
+func (db *DB) listStatement(ctx context.Context, t *table, query string) (*sql.Stmt, error) {
+	t.listMu.Lock()
+	defer t.listMu.Unlock()
+	if s, ok := t.lists[query]; ok {
+		return s, nil
+	}
+	if len(t.lists) >= maxListStatements {
+		return nil, nil
+	}
+	s, err := db.read.PrepareContext(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	t.lists[query] = s
+	return s, nil
+}
+
+// likeEscaper escapes the LIKE wildcards and the escape character itself.
+var likeEscaper = strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)
+
+// listQuery builds the SQL and arguments of a list query. Column names come
+// from the resource schema only; every value is a parameter.
+//
+// The keyset position is a row-value comparison, (sort key, id) < (?, ?)
+// when descending and > when ascending, which SQLite turns into a range on
+// the sort index: a page after a cursor costs what the first page costs.
+// The search is a substring match on the case-folded text (foldFunc), with
+// LIKE's wildcards in the user's text escaped.
+func (t *table) listQuery(workspaceID string, q store.RecordQuery) (string, []any, error) {
+	var sortCol string
+	switch q.Sort {
+	case store.SortCreatedAt, "":
+		sortCol = "created_at"
+	case store.SortUpdatedAt:
+		sortCol = "updated_at"
+	default:
+		return "", nil, fmt.Errorf("unknown sort %q", q.Sort)
+	}
+	dir, cmp := "DESC", "<"
+	if q.Ascending {
+		dir, cmp = "ASC", ">"
+	}
+	var w strings.Builder
+	args := make([]any, 0, 8+len(q.Filters))
+	w.WriteString(" WHERE workspace_id = ?")
+	args = append(args, workspaceID)
+	if !q.IncludeDeleted {
+		w.WriteString(" AND deleted_at IS NULL")
+	}
+	if q.After != nil {
+		fmt.Fprintf(&w, " AND (%s, id) %s (?, ?)", sortCol, cmp)
+		args = append(args, ms(q.After.Time), q.After.ID)
+	}
+	// Stored times are whole milliseconds: t > after holds exactly when
+	// t > after rounded down, and t < before when t < before rounded up.
+	bounds := []struct {
+		col, op string
+		t       time.Time
+		ms      func(time.Time) int64
+	}{
+		{"created_at", ">", q.CreatedAfter, ms}, {"created_at", "<", q.CreatedBefore, ceilMS},
+		{"updated_at", ">", q.UpdatedAfter, ms}, {"updated_at", "<", q.UpdatedBefore, ceilMS},
+	}
+	for _, b := range bounds {
+		if !b.t.IsZero() {
+			fmt.Fprintf(&w, " AND %s %s ?", b.col, b.op)
+			args = append(args, b.ms(b.t))
+		}
+	}
+	for _, f := range q.Filters {
+		field, ok := t.r.Field(f.Field)
+		if !ok || !field.Filterable {
+			return "", nil, fmt.Errorf("%s is not a filterable field of %s", f.Field, t.r.Name)
+		}
+		v, err := fieldArg(field, f.Value)
+		if err != nil || v == nil {
+			return "", nil, fmt.Errorf("filter %s: bad value %#v", f.Field, f.Value)
+		}
+		fmt.Fprintf(&w, " AND %s = ?", quote(f.Field))
+		args = append(args, v)
+	}
+	if q.Search != "" && len(t.r.SearchFields) > 0 {
+		pattern := "%" + likeEscaper.Replace(fold(q.Search)) + "%"
+		w.WriteString(" AND (")
+		for i, name := range t.r.SearchFields {
+			if _, ok := t.r.Field(name); !ok {
+				return "", nil, fmt.Errorf("search field %s is not a field of %s", name, t.r.Name)
+			}
+			if i > 0 {
+				w.WriteString(" OR ")
+			}
+			fmt.Fprintf(&w, `%s(%s) LIKE ? ESCAPE '\'`, foldFunc, quote(name))
+			args = append(args, pattern)
+		}
+		w.WriteString(")")
+	}
+	query := fmt.Sprintf("SELECT %s FROM %s%s ORDER BY %s %s, id %s LIMIT ? OFFSET ?",
+		t.selects, t.name, w.String(), sortCol, dir, dir)
+	args = append(args, limitArg(q.Limit), max(q.Offset, 0))
+	return query, args, nil
+}
+
+// ceilMS is t in unix milliseconds, rounded up.
+func ceilMS(t time.Time) int64 {
+	if t.Equal(t.Truncate(time.Millisecond)) {
+		return t.UnixMilli()
+	}
+	return t.Truncate(time.Millisecond).UnixMilli() + 1
 }
 
 var errColumn = errors.New("unexpected column value")
@@ -149,7 +414,7 @@ func (t *table) scan(rows *sql.Rows, workspaceID string, sizeHint int) ([]*store
 			return nil, err
 		}
 		rec := &store.Record{Resource: t.r, WorkspaceID: workspaceID}
-		var ok [5]bool
+		var ok [6]bool
 		rec.ID, ok[0] = vals[0].(string)
 		fv := vals[1 : 1+len(fields)]
 		set := 0
@@ -176,6 +441,13 @@ func (t *table) scan(rows *sql.Rows, workspaceID string, sizeHint int) ([]*store
 		updated, ok[2] = tail[1].(int64)
 		rec.CreatedVia, ok[3] = tail[2].(string)
 		rec.APIKeyID, ok[4] = tail[3].(string)
+		switch v := tail[4].(type) {
+		case nil:
+			ok[5] = true
+		case int64:
+			d := fromMS(v)
+			rec.DeletedAt, ok[5] = &d, true
+		}
 		for i, good := range ok {
 			if !good {
 				return nil, fmt.Errorf("%s: %w in system column %d", t.r.Name, errColumn, i)

@@ -14,8 +14,11 @@ import (
 // version is kept in PRAGMA user_version. Append, never edit.
 //
 // Times are INTEGER unix milliseconds, UTC. The tables of the CRM resources
-// are derived from store.Resources by resourceSchema instead, so that a
-// field added to a resource becomes a column without a migration here.
+// are derived from store.Resources by resourceTable, addColumns and
+// resourceIndexes instead, so that a field added to a resource becomes a
+// column (and a filterable one an index) without a migration here; that is
+// also how tables of schema version 1 gain deleted_at, external_id and the
+// indexes of sorts and filters.
 var migrations = [][]string{
 	{
 		`CREATE TABLE workspaces (
@@ -58,10 +61,32 @@ var migrations = [][]string{
 		`CREATE INDEX usage_logs_workspace_time ON usage_logs (workspace_id, time DESC)`,
 		`CREATE INDEX usage_logs_workspace_key_time ON usage_logs (workspace_id, key_id, time)`,
 	},
+	{
+		// Idempotency keys, per workspace. body is the response replayed for
+		// a repeated request; status 0 while the first request runs.
+		`CREATE TABLE idempotency_keys (
+			workspace_id TEXT NOT NULL,
+			key          TEXT NOT NULL,
+			fingerprint  TEXT NOT NULL,
+			state        TEXT NOT NULL,
+			status       INTEGER NOT NULL,
+			body         BLOB,
+			created_at   INTEGER NOT NULL,
+			expires_at   INTEGER NOT NULL,
+			PRIMARY KEY (workspace_id, key)
+		) STRICT`,
+		// Retention across all workspaces.
+		`CREATE INDEX idempotency_keys_expiry ON idempotency_keys (expires_at)`,
+	},
 }
 
-// recordColumns are the columns every resource table has besides its fields.
-var recordColumns = []string{"id", "workspace_id", "created_at", "updated_at", "created_via", "api_key_id"}
+// recordColumns are the columns every resource table has besides its
+// fields. deleted_at is set on tombstones (deleted records kept for a while).
+var recordColumns = []string{"id", "workspace_id", "created_at", "updated_at", "created_via", "api_key_id", "deleted_at"}
+
+// systemColumns are the columns of recordColumns that were added after the
+// first schema, with their types; addColumns adds them to older tables.
+var systemColumns = []struct{ name, typ string }{{"deleted_at", "INTEGER"}}
 
 var identifier = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
 
@@ -99,22 +124,56 @@ func checkResource(r *store.Resource) error {
 	return nil
 }
 
-// resourceSchema returns the statements that create r's table and indexes
-// if they do not exist.
-func resourceSchema(r *store.Resource) []string {
-	t := quote(r.Name)
+// resourceTable returns the statement that creates r's table if it does
+// not exist.
+func resourceTable(r *store.Resource) string {
 	var cols strings.Builder
 	cols.WriteString("id TEXT NOT NULL, workspace_id TEXT NOT NULL")
 	for _, f := range r.Fields {
 		fmt.Fprintf(&cols, ", %s %s", quote(f.Name), columnType(f))
 	}
 	cols.WriteString(", created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL, created_via TEXT NOT NULL, api_key_id TEXT NOT NULL")
-	return []string{
-		fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s (%s) STRICT", t, cols.String()),
+	cols.WriteString(", deleted_at INTEGER")
+	return fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s (%s) STRICT", quote(r.Name), cols.String())
+}
+
+// resourceIndexes returns the statements that create r's indexes if they do
+// not exist. Every list sort and filter has one:
+//
+//   - (workspace_id, id), unique: get, update, delete;
+//   - (workspace_id, created_at, id) and (workspace_id, updated_at, id): the
+//     sort orders and their keyset positions, either direction;
+//   - (workspace_id, field, created_at, id) for each filterable field: a
+//     filter, ordered by created_at;
+//   - (workspace_id, external_id), unique among live records: upserts;
+//   - (deleted_at) over tombstones only: retention.
+//
+// Tombstones stay in the first indexes, so that lists with and without them
+// use the same ones; "deleted_at IS NULL" is checked on the rows the index
+// yields, which costs little as tombstones are few and short-lived.
+func resourceIndexes(r *store.Resource) []string {
+	t := quote(r.Name)
+	stmts := []string{
 		fmt.Sprintf("CREATE UNIQUE INDEX IF NOT EXISTS %s ON %s (workspace_id, id)", quote(r.Name+"_workspace_id"), t),
 		fmt.Sprintf("CREATE INDEX IF NOT EXISTS %s ON %s (workspace_id, created_at DESC, id DESC)", quote(r.Name+"_workspace_created"), t),
+		fmt.Sprintf("CREATE INDEX IF NOT EXISTS %s ON %s (workspace_id, updated_at DESC, id DESC)", quote(r.Name+"_workspace_updated"), t),
 	}
+	for _, f := range r.Fields {
+		if f.Filterable {
+			stmts = append(stmts, fmt.Sprintf("CREATE INDEX IF NOT EXISTS %s ON %s (workspace_id, %s, created_at DESC, id DESC)",
+				quote(filterIndex(r, f.Name)), t, quote(f.Name)))
+		}
+	}
+	if _, ok := r.Field(store.ExternalIDField); ok {
+		stmts = append(stmts, fmt.Sprintf("CREATE UNIQUE INDEX IF NOT EXISTS %s ON %s (workspace_id, external_id) "+
+			"WHERE deleted_at IS NULL AND external_id IS NOT NULL", quote(r.Name+"_external_id_live"), t))
+	}
+	return append(stmts, fmt.Sprintf("CREATE INDEX IF NOT EXISTS %s ON %s (deleted_at) WHERE deleted_at IS NOT NULL",
+		quote(r.Name+"_tombstones"), t))
 }
+
+// filterIndex names the index of a filterable field.
+func filterIndex(r *store.Resource, field string) string { return r.Name + "_by_" + field }
 
 // migrate creates or upgrades the schema in one write transaction, so that
 // two processes opening a new file at once do not both create it.
@@ -151,21 +210,27 @@ func migrate(ctx context.Context, db *sql.DB) error {
 		}
 	}
 
+	// Tables first, then the columns they lack, then the indexes, which may
+	// cover columns just added.
 	for _, r := range store.Resources {
-		for _, stmt := range resourceSchema(r) {
-			if _, err := tx.ExecContext(ctx, stmt); err != nil {
-				return fmt.Errorf("table %s: %w", r.Name, err)
-			}
+		if _, err := tx.ExecContext(ctx, resourceTable(r)); err != nil {
+			return fmt.Errorf("table %s: %w", r.Name, err)
 		}
 		if err := addColumns(ctx, tx, r); err != nil {
 			return fmt.Errorf("table %s: %w", r.Name, err)
+		}
+		for _, stmt := range resourceIndexes(r) {
+			if _, err := tx.ExecContext(ctx, stmt); err != nil {
+				return fmt.Errorf("table %s: %w", r.Name, err)
+			}
 		}
 	}
 	return tx.Commit()
 }
 
 // addColumns adds the columns of fields that r has gained since its table
-// was created, and refuses a column whose type no longer fits its field.
+// was created, and the system columns added since (deleted_at), and refuses
+// a column whose type no longer fits its field.
 func addColumns(ctx context.Context, tx *sql.Tx, r *store.Resource) error {
 	rows, err := tx.QueryContext(ctx, "SELECT name, type FROM pragma_table_info(?)", r.Name)
 	if err != nil {
@@ -183,12 +248,27 @@ func addColumns(ctx context.Context, tx *sql.Tx, r *store.Resource) error {
 	if err := rows.Close(); err != nil {
 		return err
 	}
+	add := func(name, typ string) error {
+		stmt := fmt.Sprintf("ALTER TABLE %s ADD COLUMN %s %s", quote(r.Name), quote(name), typ)
+		_, err := tx.ExecContext(ctx, stmt)
+		return err
+	}
+	for _, c := range systemColumns {
+		typ, ok := have[c.name]
+		switch {
+		case !ok:
+			if err := add(c.name, c.typ); err != nil {
+				return err
+			}
+		case typ != c.typ:
+			return fmt.Errorf("column %s is %s, want %s", c.name, typ, c.typ)
+		}
+	}
 	for _, f := range r.Fields {
 		typ, ok := have[f.Name]
 		switch {
 		case !ok:
-			stmt := fmt.Sprintf("ALTER TABLE %s ADD COLUMN %s %s", quote(r.Name), quote(f.Name), columnType(f))
-			if _, err := tx.ExecContext(ctx, stmt); err != nil {
+			if err := add(f.Name, columnType(f)); err != nil {
 				return err
 			}
 		case typ != columnType(f):

@@ -66,7 +66,17 @@ func Open(ctx context.Context, path string) (*DB, error) {
 	db.write.SetConnMaxLifetime(0)
 	db.write.SetConnMaxIdleTime(0)
 
-	if err := migrate(ctx, db.write); err != nil {
+	// Two processes creating the same new file at once can meet SQLITE_BUSY
+	// while one of them switches it to WAL, which SQLite reports without
+	// waiting for the busy timeout: try again, for as long as that timeout.
+	for deadline := time.Now().Add(BusyTimeout); ; {
+		err = migrate(ctx, db.write)
+		if err == nil || !isBusy(err) || ctx.Err() != nil || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err != nil {
 		db.write.Close()
 		return nil, fmt.Errorf("sqlite: migrate %s: %w", path, err)
 	}
@@ -158,6 +168,12 @@ func translate(err error, op, what string) error {
 		}
 	}
 	return fmt.Errorf("sqlite: %s: %w", op, err)
+}
+
+// isBusy reports whether err is SQLite's SQLITE_BUSY, of any extended code.
+func isBusy(err error) bool {
+	var se *sqlite.Error
+	return errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_BUSY
 }
 
 // ms and fromMS convert between times and the stored unix milliseconds.

@@ -111,8 +111,8 @@ func TestSchema(t *testing.T) {
 	if mode != "wal" {
 		t.Errorf("journal_mode = %q, want wal", mode)
 	}
-	if version < 1 {
-		t.Errorf("user_version = %d, want the schema version", version)
+	if version != 2 {
+		t.Errorf("user_version = %d, want the schema version 2", version)
 	}
 
 	// Every resource has a table with a typed column per field.
@@ -136,32 +136,69 @@ func TestSchema(t *testing.T) {
 				t.Errorf("%s.%s has type %q, want %s", r.Name, f.Name, cols[f.Name], want)
 			}
 		}
-		for _, c := range []string{"workspace_id", "created_at", "updated_at"} {
+		for _, c := range []string{"workspace_id", "created_at", "updated_at", "deleted_at"} {
 			if cols[c] == "" {
 				t.Errorf("%s has no column %s", r.Name, c)
 			}
 		}
 	}
+	checkIndexes(t, raw)
+}
 
-	// workspace_id leads every index of tenant data.
-	rows, err := raw.Query(`SELECT m.tbl_name, m.name, ii.name FROM sqlite_schema m, pragma_index_info(m.name) ii
-		WHERE m.type = 'index' AND ii.seqno = 0 AND m.name NOT LIKE 'sqlite_autoindex%'`)
+// checkIndexes checks that every resource table has the indexes of its sorts
+// and filters, and that workspace_id leads every index of tenant data
+// except the partial ones that serve retention across workspaces.
+func checkIndexes(t *testing.T, raw *sql.DB) {
+	t.Helper()
+	rows, err := raw.Query(`SELECT m.tbl_name, m.name, m.sql, group_concat(ii.name || ':' || ii.desc, ',') FROM sqlite_schema m,
+		pragma_index_xinfo(m.name) ii WHERE m.type = 'index' AND ii.key AND m.name NOT LIKE 'sqlite_autoindex%'
+		GROUP BY m.name ORDER BY m.name`)
 	must(t, err)
 	defer rows.Close()
-	n := 0
+	type index struct{ table, sql, cols string }
+	indexes := map[string]index{}
 	for rows.Next() {
-		var table, index, first string
-		must(t, rows.Scan(&table, &index, &first))
-		n++
+		var name string
+		var ix index
+		must(t, rows.Scan(&ix.table, &name, &ix.sql, &ix.cols))
+		indexes[name] = ix
+		retention := strings.HasSuffix(name, "_tombstones") || name == "idempotency_keys_expiry"
 		switch {
-		case table == "workspaces", index == "api_keys_hash":
-		case first != "workspace_id":
-			t.Errorf("index %s on %s starts with %s, want workspace_id", index, table, first)
+		case ix.table == "workspaces", name == "api_keys_hash", retention:
+		case !strings.HasPrefix(ix.cols, "workspace_id:0"):
+			t.Errorf("index %s on %s is on %s, want workspace_id first", name, ix.table, ix.cols)
 		}
 	}
 	must(t, rows.Err())
-	if n < 2*len(store.Resources)+4 {
-		t.Errorf("found %d indexes, want at least %d", n, 2*len(store.Resources)+4)
+	for _, r := range store.Resources {
+		want := map[string]string{
+			r.Name + "_workspace_id":      "workspace_id:0,id:0",
+			r.Name + "_workspace_created": "workspace_id:0,created_at:1,id:1",
+			r.Name + "_workspace_updated": "workspace_id:0,updated_at:1,id:1",
+			r.Name + "_external_id_live":  "workspace_id:0,external_id:0",
+			r.Name + "_tombstones":        "deleted_at:0",
+		}
+		for _, f := range r.Fields {
+			if f.Filterable {
+				want[r.Name+"_by_"+f.Name] = "workspace_id:0," + f.Name + ":0,created_at:1,id:1"
+			}
+		}
+		for name, cols := range want {
+			ix, ok := indexes[name]
+			if !ok || ix.table != r.Name || ix.cols != cols {
+				t.Errorf("index %s = %+v, want on %s (%s)", name, ix, r.Name, cols)
+			}
+		}
+		if sql := indexes[r.Name+"_external_id_live"].sql; !strings.Contains(sql, "UNIQUE") ||
+			!strings.Contains(sql, "WHERE deleted_at IS NULL AND external_id IS NOT NULL") {
+			t.Errorf("%s_external_id_live = %s, want unique among live records with an external id", r.Name, sql)
+		}
+		if sql := indexes[r.Name+"_tombstones"].sql; !strings.Contains(sql, "WHERE deleted_at IS NOT NULL") {
+			t.Errorf("%s_tombstones = %s, want it over tombstones only", r.Name, sql)
+		}
+	}
+	if ix := indexes["idempotency_keys_expiry"]; ix.cols != "expires_at:0" {
+		t.Errorf("idempotency_keys_expiry = %+v", ix)
 	}
 }
 
@@ -360,6 +397,29 @@ func TestTwoHandlesOneFile(t *testing.T) {
 // TestOtherProcessWrites runs this test binary again as a second process that
 // writes to the same file while this one reads and writes, as the command
 // line does next to a running server.
+// TestConcurrentOpenOfNewFile: two handles creating the same new file at
+// once (a server starting while the command line runs) both succeed.
+func TestConcurrentOpenOfNewFile(t *testing.T) {
+	for i := range 20 {
+		path := filepath.Join(t.TempDir(), fmt.Sprintf("new-%d.db", i))
+		var wg sync.WaitGroup
+		errs := make([]error, 2)
+		for j := range errs {
+			wg.Go(func() {
+				db, err := sqlite.Open(t.Context(), path)
+				if err == nil {
+					err = db.Close()
+				}
+				errs[j] = err
+			})
+		}
+		wg.Wait()
+		if err := errors.Join(errs...); err != nil {
+			t.Fatalf("round %d: %v", i, err)
+		}
+	}
+}
+
 func TestOtherProcessWrites(t *testing.T) {
 	if path := os.Getenv("HUSTACK_SQLITE_CHILD"); path != "" {
 		childProcess(t, path)
@@ -463,5 +523,79 @@ func TestRelativePathAndDoubleClose(t *testing.T) {
 	must(t, db.Close())
 	if _, err := os.Stat(filepath.Join("data", "hustack.db")); err != nil {
 		t.Errorf("the database is not under the working directory: %v", err)
+	}
+}
+
+func TestPurgeInChunks(t *testing.T) {
+	db := openTemp(t)
+	defer db.Close()
+	ctx := t.Context()
+	w := &store.Workspace{ID: store.NewID(), Name: "w", CreatedAt: t0}
+	must(t, db.CreateWorkspace(ctx, w))
+	const n = 12_000 // more than two chunks
+	for i := range n {
+		deleted := t0.Add(time.Duration(i) * time.Second)
+		rec := &store.Record{Resource: store.Notes, ID: store.NewID(), WorkspaceID: w.ID, Fields: map[string]any{"content": "x"},
+			CreatedAt: t0, UpdatedAt: deleted, CreatedVia: "api", DeletedAt: &deleted}
+		must(t, db.InsertRecord(ctx, rec))
+		k := &store.IdempotencyKey{WorkspaceID: w.ID, Key: fmt.Sprint("k", i), Fingerprint: "f", State: store.IdempotencyInProgress,
+			CreatedAt: t0, ExpiresAt: deleted}
+		must(t, db.CreateIdempotencyKey(ctx, k))
+	}
+	live := &store.Record{Resource: store.Notes, ID: store.NewID(), WorkspaceID: w.ID, Fields: map[string]any{"content": "live"},
+		CreatedAt: t0, UpdatedAt: t0, CreatedVia: "api"}
+	must(t, db.InsertRecord(ctx, live))
+
+	cutoff := t0.Add(11_000 * time.Second)
+	purged, err := db.PurgeTombstones(ctx, cutoff)
+	must(t, err)
+	expired, err := db.DeleteIdempotencyKeysBefore(ctx, cutoff)
+	must(t, err)
+	if purged != 11_000 || expired != 11_000 {
+		t.Errorf("purged %d tombstones and %d keys, want 11000 of each", purged, expired)
+	}
+	left, err := db.FindRecords(ctx, store.Notes, w.ID, store.RecordQuery{Sort: store.SortCreatedAt, Limit: 2000, IncludeDeleted: true})
+	must(t, err)
+	if len(left) != 1001 {
+		t.Errorf("%d notes left, want 1000 tombstones and the live one", len(left))
+	}
+	if _, err := db.FindIdempotencyKey(ctx, w.ID, "k11000"); err != nil {
+		t.Errorf("the key expiring at the cutoff: %v", err)
+	}
+	if _, err := db.FindIdempotencyKey(ctx, w.ID, "k10999"); store.ErrorCode(err) != store.ENOTFOUND {
+		t.Errorf("a key expired before the cutoff: %v", err)
+	}
+}
+
+// TestSubMillisecondBounds: times are stored in milliseconds, and exclusive
+// bounds finer than that still mean exactly "after" and "before".
+func TestSubMillisecondBounds(t *testing.T) {
+	db := openTemp(t)
+	defer db.Close()
+	ctx := t.Context()
+	rec := &store.Record{Resource: store.Leads, ID: store.NewID(), WorkspaceID: "w", Fields: map[string]any{"name": "L"},
+		CreatedAt: t0, UpdatedAt: t0, CreatedVia: "api"}
+	must(t, db.InsertRecord(ctx, rec))
+	half := 500 * time.Microsecond
+	cases := []struct {
+		q    store.RecordQuery
+		want int
+	}{
+		{store.RecordQuery{CreatedAfter: t0.Add(-half)}, 1},
+		{store.RecordQuery{CreatedAfter: t0.Add(half)}, 0},
+		{store.RecordQuery{CreatedAfter: t0}, 0},
+		{store.RecordQuery{CreatedBefore: t0.Add(half)}, 1},
+		{store.RecordQuery{CreatedBefore: t0.Add(-half)}, 0},
+		{store.RecordQuery{CreatedBefore: t0}, 0},
+		{store.RecordQuery{UpdatedAfter: t0.Add(-time.Nanosecond), UpdatedBefore: t0.Add(time.Nanosecond)}, 1},
+		{store.RecordQuery{UpdatedAfter: t0.Add(time.Nanosecond)}, 0},
+	}
+	for _, c := range cases {
+		c.q.Limit = 10
+		got, err := db.FindRecords(ctx, store.Leads, "w", c.q)
+		must(t, err)
+		if len(got) != c.want {
+			t.Errorf("%+v: %d records, want %d", c.q, len(got), c.want)
+		}
 	}
 }

@@ -26,6 +26,12 @@ type statements struct {
 
 	insertUsage *sql.Stmt
 	deleteUsage *sql.Stmt
+
+	createIdem   *sql.Stmt
+	findIdem     *sql.Stmt
+	completeIdem *sql.Stmt
+	deleteIdem   *sql.Stmt
+	expireIdem   *sql.Stmt
 }
 
 type preparer struct {
@@ -71,6 +77,13 @@ func (db *DB) prepare(ctx context.Context) error {
 		// existing workspaces, and workspaces are never deleted.
 		deleteUsage: w(`DELETE FROM usage_logs WHERE rowid IN (
 			SELECT rowid FROM usage_logs WHERE workspace_id IN (SELECT id FROM workspaces) AND time < ? LIMIT ?)`),
+
+		createIdem:   w(`INSERT INTO idempotency_keys (` + idemColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`),
+		findIdem:     r(`SELECT ` + idemColumns + ` FROM idempotency_keys WHERE workspace_id = ? AND key = ?`),
+		completeIdem: w(`UPDATE idempotency_keys SET state = ?, status = ?, body = ? WHERE workspace_id = ? AND key = ?`),
+		deleteIdem:   w(`DELETE FROM idempotency_keys WHERE workspace_id = ? AND key = ?`),
+		expireIdem: w(`DELETE FROM idempotency_keys WHERE rowid IN (
+			SELECT rowid FROM idempotency_keys WHERE expires_at < ? LIMIT ?)`),
 	}
 	if p.err != nil {
 		return p.err
@@ -80,7 +93,14 @@ func (db *DB) prepare(ctx context.Context) error {
 		t := newTable(res)
 		t.insert = w(t.insertSQL())
 		t.find = r(t.findSQL())
-		t.list = r(t.listSQL())
+		if _, ok := res.Field(store.ExternalIDField); ok {
+			t.findExt = r(t.findExtSQL())
+		}
+		t.update = w(t.updateSQL())
+		t.del = w(t.deleteSQL())
+		// On the writer, so that it sees the writer's latest commit.
+		t.live = w(t.liveSQL())
+		t.purge = w(t.purgeSQL())
 		db.tables[res] = t
 	}
 	return p.err

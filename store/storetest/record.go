@@ -18,14 +18,28 @@ func (s *suite) records(t *testing.T) {
 		t.Run(r.Name, func(t *testing.T) { s.resource(t, r) })
 	}
 
+	s.queries(t)
+
 	s.test(t, "ResourcesAreSeparate", func(t *testing.T, b store.Backend) {
 		w := newWorkspace(t, b, "w", at(0))
 		byResource := map[*store.Resource]*store.Record{}
 		for i, r := range store.Resources {
 			byResource[r] = insertRecord(t, b, r, w.ID, minimalFields(r, i), at(time.Duration(i)*time.Second))
 		}
+		// One external id in every resource: no conflict across resources.
+		shared := map[*store.Resource]*store.Record{}
+		for i, r := range store.Resources {
+			f := minimalFields(r, i)
+			f[store.ExternalIDField] = "shared"
+			shared[r] = insertRecord(t, b, r, w.ID, f, at(time.Duration(i)*time.Second-time.Hour))
+		}
 		for _, r := range store.Resources {
-			got, err := b.FindRecords(t.Context(), r, w.ID, store.RecordQuery{Limit: 10})
+			got, err := b.FindRecordByExternalID(t.Context(), r, w.ID, "shared")
+			must(t, err, "FindRecordByExternalID")
+			wantRecord(t, got, shared[r])
+		}
+		for _, r := range store.Resources {
+			got, err := b.FindRecords(t.Context(), r, w.ID, store.RecordQuery{Limit: 10, CreatedAfter: at(-time.Minute)})
 			must(t, err, "FindRecords")
 			wantIDs(t, "FindRecords("+r.Name+")", recordIDs(got), []string{byResource[r].ID})
 			for _, other := range store.Resources {
@@ -42,6 +56,8 @@ func (s *suite) records(t *testing.T) {
 }
 
 func (s *suite) resource(t *testing.T, r *store.Resource) {
+	s.resourceWrites(t, r)
+
 	s.test(t, "RoundTrip", func(t *testing.T, b store.Backend) {
 		w := newWorkspace(t, b, "w", at(0))
 		var recs []*store.Record

@@ -48,11 +48,12 @@ func (e *env) all(t *testing.T, ws *store.Workspace) *store.Scoped {
 	return e.svc.Scoped(e.principal(t, ws, store.AllScopes()...))
 }
 
-// validInput is a create body that passes validation, without references.
+// validInput is a create body that passes validation, without references
+// and without an external id (so that it can be created any number of times).
 func validInput(r *store.Resource, i int) map[string]any {
 	in := map[string]any{}
 	for k, v := range allFields(r, i) {
-		if f, _ := r.Field(k); f.Type != store.FieldRef {
+		if f, _ := r.Field(k); f.Type != store.FieldRef && k != store.ExternalIDField {
 			in[k] = v
 		}
 	}
@@ -62,7 +63,22 @@ func validInput(r *store.Resource, i int) map[string]any {
 // spy counts the record calls that reach the backend.
 type spy struct {
 	store.Backend
-	inserts, finds, lists atomic.Int64
+	inserts, finds, lists, writes atomic.Int64
+}
+
+func (s *spy) FindRecordByExternalID(ctx context.Context, r *store.Resource, ws, ext string) (*store.Record, error) {
+	s.finds.Add(1)
+	return s.Backend.FindRecordByExternalID(ctx, r, ws, ext)
+}
+
+func (s *spy) UpdateRecord(ctx context.Context, rec *store.Record, prev time.Time) error {
+	s.writes.Add(1)
+	return s.Backend.UpdateRecord(ctx, rec, prev)
+}
+
+func (s *spy) DeleteRecord(ctx context.Context, r *store.Resource, ws, id string, at time.Time) error {
+	s.writes.Add(1)
+	return s.Backend.DeleteRecord(ctx, r, ws, id, at)
 }
 
 func (s *spy) InsertRecord(ctx context.Context, rec *store.Record) error {
@@ -80,12 +96,30 @@ func (s *spy) FindRecords(ctx context.Context, r *store.Resource, ws string, q s
 	return s.Backend.FindRecords(ctx, r, ws, q)
 }
 
-// call runs operation op through sc with valid arguments.
-func call(t *testing.T, sc *store.Scoped, op store.Operation, existingID string) error {
+// call runs operation op through sc with valid arguments. existingID is a
+// record of op's resource; fresh makes a new one, for the operations that
+// use a record up.
+func call(t *testing.T, sc *store.Scoped, op store.Operation, existingID string, fresh func() string) error {
 	t.Helper()
 	ctx := t.Context()
+	withExt := func() map[string]any {
+		in := validInput(op.Resource, 0)
+		in[store.ExternalIDField] = "ext " + store.NewID()
+		return in
+	}
 	var err error
 	switch op.Action {
+	case store.ActionUpdate:
+		_, err = sc.UpdateRecord(ctx, op.Resource, existingID, map[string]any{store.ExternalIDField: "ext " + store.NewID()})
+	case store.ActionDelete:
+		err = sc.DeleteRecord(ctx, op.Resource, fresh())
+	case store.ActionUpsert:
+		in := withExt()
+		_, _, err = sc.UpsertRecord(ctx, op.Resource, in[store.ExternalIDField].(string), in)
+	case store.ActionBatchCreate:
+		_, err = sc.CreateRecords(ctx, op.Resource, []map[string]any{validInput(op.Resource, 0), withExt()})
+	case store.ActionBatchUpsert:
+		_, err = sc.UpsertRecords(ctx, op.Resource, []map[string]any{withExt(), withExt()})
 	case store.ActionList:
 		_, err = sc.FindRecords(ctx, op.Resource, store.ListParams{Limit: 10})
 	case store.ActionGet:
@@ -297,11 +331,16 @@ func (s *suite) service(t *testing.T) {
 		}
 		for _, op := range store.Operations {
 			id := existing[op.Resource]
-			if err := call(t, full, op, id); err != nil {
+			fresh := func() string {
+				rec, err := full.CreateRecord(t.Context(), op.Resource, validInput(op.Resource, 0))
+				must(t, err, "CreateRecord")
+				return rec.ID
+			}
+			if err := call(t, full, op, id, fresh); err != nil {
 				t.Errorf("%s with every scope: %v", op.Name, err)
 			}
 			// The zero principal is not authenticated.
-			if err := call(t, e.svc.Scoped(store.Principal{}), op, id); store.ErrorCode(err) != store.EUNAUTHORIZED {
+			if err := call(t, e.svc.Scoped(store.Principal{}), op, id, fresh); store.ErrorCode(err) != store.EUNAUTHORIZED {
 				t.Errorf("%s without a principal: %v, want unauthorized", op.Name, err)
 			}
 			if op.Scope == "" {
@@ -314,12 +353,12 @@ func (s *suite) service(t *testing.T) {
 				}
 			}
 			without := e.svc.Scoped(e.principal(t, e.wa, others...))
-			err := call(t, without, op, id)
+			err := call(t, without, op, id, fresh)
 			if got := wantCode(t, err, store.EFORBIDDEN); got.Message != store.ErrMissingScope.Message {
 				t.Errorf("%s: message %q, want %q", op.Name, got.Message, store.ErrMissingScope.Message)
 			}
 			only := e.svc.Scoped(e.principal(t, e.wa, op.Scope))
-			if err := call(t, only, op, id); err != nil {
+			if err := call(t, only, op, id, fresh); err != nil {
 				t.Errorf("%s with only %s: %v", op.Name, op.Scope, err)
 			}
 		}
@@ -332,6 +371,7 @@ func (s *suite) service(t *testing.T) {
 		for i, r := range store.Resources {
 			e.clock.Add(time.Second)
 			in := validInput(r, i)
+			in[store.ExternalIDField] = fmt.Sprint("ext-", i)
 			// Surrounding spaces are trimmed, server fields and tenant ids ignored.
 			for _, f := range r.Fields {
 				if f.Type == store.FieldString {
@@ -458,9 +498,10 @@ func (s *suite) service(t *testing.T) {
 		e := newEnv(t, sp)
 		sc := e.all(t, e.wa)
 		for _, r := range store.Resources {
-			var bad []map[string]any
+			var bad, badPatch []map[string]any
 			bad = append(bad, nil, map[string]any{}, map[string]any{"$where": "1"},
 				mergeInput(validInput(r, 0), "unknown_field", "x"))
+			badPatch = append(badPatch, nil, map[string]any{"$where": "1"}, mergeInput(validInput(r, 0), "unknown_field", "x"))
 			for _, f := range r.Fields {
 				wrong := []any{true, []any{"x"}, map[string]any{"$gt": ""}}
 				if f.Type == store.FieldNumber {
@@ -470,24 +511,50 @@ func (s *suite) service(t *testing.T) {
 				}
 				for _, w := range wrong {
 					bad = append(bad, mergeInput(validInput(r, 0), f.Name, w))
+					badPatch = append(badPatch, map[string]any{f.Name: w})
 				}
 				if f.Required {
 					in := validInput(r, 0)
 					delete(in, f.Name)
 					bad = append(bad, in)
+					badPatch = append(badPatch, map[string]any{f.Name: nil})
 				}
 			}
 			for _, in := range bad {
 				_, err := sc.CreateRecord(t.Context(), r, in)
 				wantCode(t, err, store.EBADREQUEST)
 			}
-			for _, lp := range []store.ListParams{{Limit: 0}, {Limit: -1}, {Limit: 10, Offset: -1}} {
+			for _, lp := range []store.ListParams{{Limit: 0}, {Limit: -1}, {Limit: 10, Offset: -1},
+				{Limit: 10, Sort: "name"}, {Limit: 10, Cursor: "x"}, {Limit: 10, Filters: map[string]string{"nope": "1"}},
+				{Limit: 10, Filters: map[string]string{"$where": "1"}}, {Limit: 10, Q: strings.Repeat("q", 300)},
+				{Limit: 10, CreatedAfter: at(time.Hour), CreatedBefore: at(time.Minute)}} {
 				_, err := sc.FindRecords(t.Context(), r, lp)
 				wantCode(t, err, store.EBADREQUEST)
 			}
+			// Invalid updates, upserts and batches are refused before any lookup.
+			for _, in := range badPatch {
+				_, err := sc.UpdateRecord(t.Context(), r, store.NewID(), in)
+				wantCode(t, err, store.EBADREQUEST)
+				if _, ok := in[store.ExternalIDField]; !ok && in != nil {
+					_, _, err = sc.UpsertRecord(t.Context(), r, "ext", in)
+					wantCode(t, err, store.EBADREQUEST)
+				}
+			}
+			for _, ext := range []string{"", "  ", strings.Repeat("x", 300), "a\x00b"} {
+				_, _, err := sc.UpsertRecord(t.Context(), r, ext, validInput(r, 0))
+				wantCode(t, err, store.EBADREQUEST)
+			}
+			_, _, err := sc.UpsertRecord(t.Context(), r, "e1", map[string]any{store.ExternalIDField: "e2"})
+			wantCode(t, err, store.EBADREQUEST)
+			for _, n := range []int{0, store.MaxBatch + 1} {
+				_, err := sc.CreateRecords(t.Context(), r, make([]map[string]any, n))
+				wantCode(t, err, store.EBADREQUEST)
+				_, err = sc.UpsertRecords(t.Context(), r, make([]map[string]any, n))
+				wantCode(t, err, store.EBADREQUEST)
+			}
 		}
-		if n, f, l := sp.inserts.Load(), sp.finds.Load(), sp.lists.Load(); n+f+l != 0 {
-			t.Errorf("invalid requests reached the backend: %d inserts, %d finds, %d lists", n, f, l)
+		if n, f, l, w := sp.inserts.Load(), sp.finds.Load(), sp.lists.Load(), sp.writes.Load(); n+f+l+w != 0 {
+			t.Errorf("invalid requests reached the backend: %d inserts, %d finds, %d lists, %d other writes", n, f, l, w)
 		}
 		// The spy does see valid requests.
 		if _, err := sc.CreateRecord(t.Context(), store.Accounts, validInput(store.Accounts, 0)); err != nil {
@@ -497,6 +564,8 @@ func (s *suite) service(t *testing.T) {
 			t.Errorf("spy counted %d inserts for one valid create", sp.inserts.Load())
 		}
 	})
+
+	s.serviceWrites(t)
 
 	s.test(t, "HostileInputStoredLiterally", func(t *testing.T, b store.Backend) {
 		e := newEnv(t, b)
@@ -553,9 +622,17 @@ func (s *suite) service(t *testing.T) {
 			page, err := sc.FindRecords(t.Context(), store.Leads, c.lp)
 			must(t, err, "FindRecords")
 			wantIDs(t, fmt.Sprintf("page %+v", c.lp), recordIDs(page.Data), c.want)
-			want := store.Pagination{Limit: c.limit, Offset: c.lp.Offset, HasMore: c.hasMore}
-			if page.Pagination != want {
-				t.Errorf("page %+v: pagination %+v, want %+v", c.lp, page.Pagination, want)
+			got := page.Pagination
+			if got.Limit != c.limit || got.Offset != c.lp.Offset || got.HasMore != c.hasMore || (got.NextCursor != nil) != c.hasMore {
+				t.Errorf("page %+v: pagination %+v, want limit %d, offset %d, has_more %v and a next cursor exactly when there is more",
+					c.lp, got, c.limit, c.lp.Offset, c.hasMore)
+			}
+			// The next cursor continues right after this page, offset or not.
+			if got.NextCursor != nil {
+				next, err := sc.FindRecords(t.Context(), store.Leads, store.ListParams{Limit: 1, Cursor: *got.NextCursor})
+				must(t, err, "FindRecords by cursor")
+				i := min(c.lp.Offset+c.lp.Limit, len(ids)-1)
+				wantIDs(t, fmt.Sprintf("page after %+v", c.lp), recordIDs(next.Data), ids[i:i+1])
 			}
 		}
 	})

@@ -54,6 +54,7 @@ func Run(t *testing.T, open Open, opts ...Option) {
 	t.Run("Workspaces", s.workspaces)
 	t.Run("APIKeys", s.apiKeys)
 	t.Run("Records", s.records)
+	t.Run("Idempotency", s.idempotency)
 	t.Run("Usage", s.usage)
 	t.Run("Service", s.service)
 

@@ -1,0 +1,158 @@
+package main
+
+import (
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/hustack/hustack/store"
+)
+
+// The bench tests run the real load generator briefly and check what it
+// reports: never how fast anything was.
+
+// checkMeasured fails the test unless scenario id made requests without
+// an error.
+func checkMeasured(t *testing.T, rep benchReport, id string) {
+	t.Helper()
+	s := rep.scenario(id)
+	switch {
+	case s == nil:
+		t.Errorf("scenario %s missing from the report", id)
+	case s.Skipped != "":
+		t.Errorf("scenario %s skipped: %s (%s)", id, s.Skipped, s.FirstError)
+	case s.Requests <= 0 || s.RPS <= 0:
+		t.Errorf("scenario %s: %d requests, %v req/s", id, s.Requests, s.RPS)
+	case s.Errors != 0:
+		t.Errorf("scenario %s: %d errors, first: %s", id, s.Errors, s.FirstError)
+	case s.P50MS <= 0 || s.P50MS > s.P95MS || s.P95MS > s.P99MS:
+		t.Errorf("scenario %s: percentiles p50 %v, p95 %v, p99 %v", id, s.P50MS, s.P95MS, s.P99MS)
+	}
+}
+
+func ratioOf(rep benchReport, name string) *ratioResult {
+	for i := range rep.Ratios {
+		if rep.Ratios[i].Name == name {
+			return &rep.Ratios[i]
+		}
+	}
+	return nil
+}
+
+func TestBenchInProcess(t *testing.T) {
+	t.Parallel()
+	e := newTestEnv(t)
+	rep := mustJSON[benchReport](t, e, "bench", "--json", "--duration", "150ms", "--warmup", "50ms",
+		"--concurrency", "2", "--seed", "60")
+
+	if rep.Mode != "in-process" || rep.Concurrency != 2 || rep.Accounts != 60 {
+		t.Errorf("report header: mode %q, concurrency %d, accounts %d", rep.Mode, rep.Concurrency, rep.Accounts)
+	}
+	var ids []string
+	for _, s := range rep.Scenarios {
+		ids = append(ids, s.ID)
+	}
+	if !slices.Equal(ids, scenarioIDs) {
+		t.Errorf("scenarios %v, want %v", ids, scenarioIDs)
+	}
+	for _, id := range scenarioIDs {
+		checkMeasured(t, rep, id)
+	}
+	for _, name := range []string{"2/1", "2off/1", "2/2off", "3on/3off", "5/3on"} {
+		r := ratioOf(rep, name)
+		if r == nil || r.Skipped != "" || r.Value == nil || *r.Value <= 0 || r.CPUValue == nil || (r.Met == nil) != (r.Target == nil) {
+			t.Errorf("ratio %s: %+v", name, r)
+		}
+	}
+
+	ev := rep.Events
+	if ev.Skipped != "" || !ev.Match || ev.Sent == 0 || int64(ev.Sent) != ev.Stored || ev.Dropped != 0 {
+		t.Errorf("usage events: %+v", ev)
+	}
+	// Every response of a route that logs usage is one stored event: the
+	// scenarios' requests, the warm-ups and the first requests.
+	var measured uint64
+	for _, s := range rep.Scenarios {
+		if s.ID != scenBare && s.ID != scenChainOff && s.ID != scenListOff {
+			measured += uint64(s.Requests)
+		}
+	}
+	if ev.Responses != ev.Recorded || ev.Sent < measured {
+		t.Errorf("usage events: %d responses, %d recorded, %d sent; the measured windows alone made %d requests",
+			ev.Responses, ev.Recorded, ev.Sent, measured)
+	}
+}
+
+// TestBenchTable runs a few scenarios with the worker deferred until after
+// the load and checks the table.
+func TestBenchTable(t *testing.T) {
+	t.Parallel()
+	e := newTestEnv(t)
+	out := mustRun(t, e, "bench", "--duration", "50ms", "--warmup", "0s", "--concurrency", "1", "--seed", "5",
+		"--scenarios", "1,2,4", "--defer-worker")
+	for _, want := range []string{
+		"REQ/S", "P99 MS",
+		"bare gin handler", "GET " + benchNoDBPath, "POST /api/v1/notes",
+		"skipped: not selected by --scenarios",
+		"2/1", "Usage events: sent ", ": MATCH", "Deferred worker: stored them in",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("table lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestBenchExternal(t *testing.T) {
+	t.Parallel()
+	e := newTestEnv(t)
+	ws := mustJSON[map[string]any](t, e, "workspace", "create", "--json", "--name", "Bench")
+	key := mustJSON[map[string]any](t, e, "key", "create", "--json", "--workspace", ws["id"].(string), "--name", "bench",
+		"--scopes", joinScopes(store.AllScopes()), "--rate-limit", "100000/s")
+	url, _, _ := startServer(t, e)
+
+	rep := mustJSON[benchReport](t, e, "bench", "--json", "--url", url+"/api/v1", "--key", key["key"].(string),
+		"--duration", "100ms", "--warmup", "0s", "--concurrency", "2", "--seed", "3")
+	if rep.Mode != "external" || rep.Target != url || rep.Accounts != 3 {
+		t.Errorf("report header: mode %q, target %q, accounts %d", rep.Mode, rep.Target, rep.Accounts)
+	}
+	for _, id := range []string{scenChain, scenMe, scenListOn, scenNote, scenMCP} {
+		checkMeasured(t, rep, id)
+	}
+	for _, id := range []string{scenBare, scenChainOff, scenListOff} {
+		if s := rep.scenario(id); s == nil || s.Skipped == "" || s.Requests != 0 {
+			t.Errorf("scenario %s should be skipped against an external server: %+v", id, s)
+		}
+	}
+	if r := ratioOf(rep, "5/3on"); r == nil || r.Value == nil || r.CPUValue != nil {
+		t.Errorf("ratio 5/3on: %+v", r)
+	}
+	if r := ratioOf(rep, "2/1"); r == nil || r.Skipped == "" {
+		t.Errorf("ratio 2/1 should be skipped: %+v", r)
+	}
+	if rep.Events.Skipped == "" || rep.Events.Match {
+		t.Errorf("events check should be skipped: %+v", rep.Events)
+	}
+}
+
+func TestBenchFlags(t *testing.T) {
+	e := newTestEnv(t)
+	for _, args := range [][]string{
+		{"--concurrency", "0"},
+		{"--concurrency", "100000"},
+		{"--duration", "1h"},
+		{"--duration", "1ns"},
+		{"--seed", "-1"},
+		{"--scenarios", "1,9"},
+		{"--key", "hs_live_x"},                           // --key without --url
+		{"--url", "http://127.0.0.1:1"},                  // --url without a key
+		{"--url", "http://192.0.2.1:8080", "--key", "k"}, // not loopback
+		{"--url", "ftp://127.0.0.1", "--key", "k"},
+		{"--url", "http://127.0.0.1:1", "--key", "k", "--defer-worker"},
+	} {
+		r := runCLI(t, e, append([]string{"bench"}, args...)...)
+		if _, ok := errors.AsType[*usageError](r.err); !ok {
+			t.Errorf("bench %v: err = %v, want a usage error", args, r.err)
+		}
+	}
+}

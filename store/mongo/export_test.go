@@ -1,0 +1,4 @@
+package mongo
+
+// IsUniqueViolation exposes isUniqueViolation to the tests of package mongo_test.
+var IsUniqueViolation = isUniqueViolation

@@ -1,0 +1,198 @@
+package sqlite_test
+
+import (
+	"context"
+	"database/sql"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hustack/hustack/store"
+)
+
+// schemaV1 is the schema as schema version 1 created it: no external_id, no
+// deleted_at, no idempotency keys, one list index per resource.
+var schemaV1 = []string{
+	`CREATE TABLE workspaces (id TEXT PRIMARY KEY, name TEXT NOT NULL, created_at INTEGER NOT NULL) STRICT`,
+	`CREATE INDEX workspaces_created ON workspaces (created_at, id)`,
+	`CREATE TABLE api_keys (id TEXT PRIMARY KEY, workspace_id TEXT NOT NULL REFERENCES workspaces (id), name TEXT NOT NULL,
+		prefix TEXT NOT NULL, hash BLOB NOT NULL, scopes TEXT NOT NULL, rate_limit TEXT NOT NULL, created_at INTEGER NOT NULL,
+		expires_at INTEGER, revoked_at INTEGER, last_used_at INTEGER) STRICT`,
+	`CREATE UNIQUE INDEX api_keys_hash ON api_keys (hash)`,
+	`CREATE INDEX api_keys_workspace ON api_keys (workspace_id, created_at, id)`,
+	`CREATE TABLE usage_logs (id TEXT PRIMARY KEY, workspace_id TEXT NOT NULL, key_id TEXT NOT NULL, method TEXT NOT NULL,
+		route TEXT NOT NULL, status INTEGER NOT NULL, duration_ms REAL NOT NULL, time INTEGER NOT NULL, day TEXT NOT NULL,
+		request_id TEXT NOT NULL, transport TEXT NOT NULL, user_agent TEXT NOT NULL) STRICT`,
+	`CREATE INDEX usage_logs_workspace_time ON usage_logs (workspace_id, time DESC)`,
+	`CREATE INDEX usage_logs_workspace_key_time ON usage_logs (workspace_id, key_id, time)`,
+	`PRAGMA user_version = 1`,
+}
+
+// v1Fields are the fields each resource had in schema version 1.
+var v1Fields = map[string]string{
+	"accounts":   `"name" TEXT, "industry" TEXT, "website" TEXT, "email" TEXT, "phone" TEXT, "country" TEXT`,
+	"contacts":   `"first_name" TEXT, "last_name" TEXT, "email" TEXT, "phone" TEXT, "title" TEXT, "account_id" TEXT`,
+	"leads":      `"name" TEXT, "email" TEXT, "company" TEXT, "status" TEXT, "source" TEXT`,
+	"deals":      `"name" TEXT, "value" REAL, "currency" TEXT, "stage" TEXT, "account_id" TEXT`,
+	"activities": `"type" TEXT, "title" TEXT, "description" TEXT, "due_date" TEXT, "related_account_id" TEXT, "related_contact_id" TEXT, "related_opportunity_id" TEXT, "related_lead_id" TEXT`,
+	"notes":      `"title" TEXT, "content" TEXT, "related_account_id" TEXT, "related_contact_id" TEXT, "related_opportunity_id" TEXT, "related_lead_id" TEXT`,
+}
+
+func createV1(t *testing.T, path string) {
+	t.Helper()
+	raw, err := sql.Open("sqlite", path)
+	must(t, err)
+	defer raw.Close()
+	stmts := schemaV1
+	for name, fields := range v1Fields {
+		stmts = append(stmts,
+			`CREATE TABLE "`+name+`" (id TEXT NOT NULL, workspace_id TEXT NOT NULL, `+fields+
+				`, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL, created_via TEXT NOT NULL, api_key_id TEXT NOT NULL) STRICT`,
+			`CREATE UNIQUE INDEX "`+name+`_workspace_id" ON "`+name+`" (workspace_id, id)`,
+			`CREATE INDEX "`+name+`_workspace_created" ON "`+name+`" (workspace_id, created_at DESC, id DESC)`)
+	}
+	for _, s := range stmts {
+		if _, err := raw.Exec(s); err != nil {
+			t.Fatalf("%s: %v", s, err)
+		}
+	}
+}
+
+// TestMigrateFromV1 upgrades a file of schema version 1 with data in it.
+func TestMigrateFromV1(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "v1.db")
+	createV1(t, path)
+
+	// Data as version 1 stored it.
+	raw, err := sql.Open("sqlite", path)
+	must(t, err)
+	ws := store.NewID()
+	key := store.GenerateKey()
+	keyID := store.NewID()
+	acc1, acc2, deal, note := store.NewID(), store.NewID(), store.NewID(), store.NewID()
+	ms := func(d time.Duration) int64 { return t0.Add(d).UnixMilli() }
+	for _, s := range []struct {
+		q    string
+		args []any
+	}{
+		{`INSERT INTO workspaces VALUES (?, 'Old workspace', ?)`, []any{ws, ms(0)}},
+		{`INSERT INTO api_keys VALUES (?, ?, 'old key', ?, ?, 'read:accounts,read:deals,write:accounts,write:deals', ?, ?, NULL, NULL, NULL)`,
+			[]any{keyID, ws, key[:len(store.KeyPrefix)+6], store.HashKey(key), store.DefaultRateLimit.String(), ms(0)}},
+		{`INSERT INTO accounts VALUES (?, ?, 'Acme', 'Software', NULL, 'ops@acme.example', NULL, 'DE', ?, ?, 'api', ?)`,
+			[]any{acc1, ws, ms(time.Second), ms(2 * time.Second), keyID}},
+		{`INSERT INTO accounts VALUES (?, ?, 'Globex', NULL, NULL, NULL, NULL, NULL, ?, ?, 'cli', '')`,
+			[]any{acc2, ws, ms(3 * time.Second), ms(3 * time.Second)}},
+		{`INSERT INTO deals VALUES (?, ?, 'Big', 1234.5, 'EUR', 'Won', ?, ?, ?, 'api', ?)`,
+			[]any{deal, ws, acc1, ms(4 * time.Second), ms(4 * time.Second), keyID}},
+		{`INSERT INTO notes VALUES (?, ?, NULL, 'remember', ?, NULL, NULL, NULL, ?, ?, 'api', ?)`,
+			[]any{note, ws, acc2, ms(5 * time.Second), ms(5 * time.Second), keyID}},
+		{`INSERT INTO usage_logs VALUES (?, ?, ?, 'GET', '/api/v1/accounts', 200, 1.5, ?, '2025-01-15', 'r', 'rest', 'ua')`,
+			[]any{store.NewID(), ws, keyID, ms(time.Minute)}},
+	} {
+		if _, err := raw.Exec(s.q, s.args...); err != nil {
+			t.Fatalf("%s: %v", s.q, err)
+		}
+	}
+	must(t, raw.Close())
+
+	db := openPath(t, path)
+	defer db.Close()
+
+	// The schema is the current one.
+	raw, err = sql.Open("sqlite", path)
+	must(t, err)
+	defer raw.Close()
+	var version int
+	must(t, raw.QueryRow("PRAGMA user_version").Scan(&version))
+	if version != 2 {
+		t.Errorf("user_version after the upgrade = %d, want 2", version)
+	}
+	checkIndexes(t, raw)
+
+	// Nothing was lost.
+	got, err := db.FindRecordByID(ctx, store.Accounts, ws, acc1)
+	must(t, err)
+	want := map[string]any{"name": "Acme", "industry": "Software", "email": "ops@acme.example", "country": "DE"}
+	if len(got.Fields) != len(want) || got.CreatedVia != "api" || got.APIKeyID != keyID || got.DeletedAt != nil ||
+		!got.CreatedAt.Equal(t0.Add(time.Second)) || !got.UpdatedAt.Equal(t0.Add(2*time.Second)) {
+		t.Errorf("old account = %+v", got)
+	}
+	for k, v := range want {
+		if got.Fields[k] != v {
+			t.Errorf("old account %s = %v, want %v", k, got.Fields[k], v)
+		}
+	}
+	d, err := db.FindRecordByID(ctx, store.Deals, ws, deal)
+	must(t, err)
+	if d.Fields["value"] != 1234.5 || d.Fields["account_id"] != acc1 || d.Fields["external_id"] != nil {
+		t.Errorf("old deal = %v", d.Fields)
+	}
+	list, err := db.FindRecords(ctx, store.Accounts, ws, store.RecordQuery{Sort: store.SortCreatedAt, Limit: 10})
+	must(t, err)
+	if len(list) != 2 || list[0].ID != acc2 || list[1].ID != acc1 {
+		t.Errorf("old accounts listed as %v", list)
+	}
+	logs, err := db.FindUsageEvents(ctx, ws, store.UsageQuery{Limit: 10})
+	must(t, err)
+	if len(logs) != 1 {
+		t.Errorf("%d usage events after the upgrade, want 1", len(logs))
+	}
+
+	// And the old data takes part in everything new.
+	svc := store.NewService(db)
+	p, err := svc.Authenticate(ctx, key)
+	must(t, err)
+	sc := svc.Scoped(p)
+	upd, err := sc.UpdateRecord(ctx, store.Accounts, acc1, map[string]any{"external_id": "crm-acme", "industry": nil})
+	must(t, err)
+	if upd.Fields["external_id"] != "crm-acme" || upd.Fields["industry"] != nil {
+		t.Errorf("updated old account = %v", upd.Fields)
+	}
+	up, created, err := sc.UpsertRecord(ctx, store.Accounts, "crm-acme", map[string]any{"phone": "123"})
+	must(t, err)
+	if created || up.ID != acc1 {
+		t.Errorf("upsert by the old account's new external id: created %v, id %s", created, up.ID)
+	}
+	err = sc.DeleteRecord(ctx, store.Accounts, acc1)
+	if store.ErrorCode(err) != store.ECONFLICT || !strings.Contains(err.Error(), "deals") {
+		t.Errorf("deleting the account an old deal refers to: %v, want conflict", err)
+	}
+	page, err := sc.FindRecords(ctx, store.Deals, store.ListParams{Limit: 10, Filters: map[string]string{"account_id": acc1}})
+	must(t, err)
+	if len(page.Data) != 1 || page.Data[0].ID != deal {
+		t.Errorf("deals filtered by account = %v", page.Data)
+	}
+	page, err = sc.FindRecords(ctx, store.Accounts, store.ListParams{Limit: 10, Q: "GLOB"})
+	must(t, err)
+	if len(page.Data) != 1 || page.Data[0].ID != acc2 {
+		t.Errorf("accounts searched for GLOB = %v", page.Data)
+	}
+	must(t, db.DeleteRecord(ctx, store.Accounts, ws, acc2, t0.Add(time.Hour)))
+	all, err := db.FindRecords(ctx, store.Accounts, ws, store.RecordQuery{Sort: store.SortCreatedAt, Limit: 10, IncludeDeleted: true})
+	must(t, err)
+	if len(all) != 2 || all[0].ID != acc2 || all[0].DeletedAt == nil {
+		t.Errorf("accounts with tombstones = %v", all)
+	}
+	resp, replayed, err := sc.Idempotent(ctx, "k", "fp", func(context.Context) (store.IdempotentResponse, error) {
+		return store.IdempotentResponse{Status: 201, Body: []byte("ok")}, nil
+	})
+	must(t, err)
+	if replayed || resp.Status != 201 {
+		t.Errorf("Idempotent = %+v, %v", resp, replayed)
+	}
+	if _, err := db.FindIdempotencyKey(ctx, ws, "k"); err != nil {
+		t.Errorf("idempotency key after the upgrade: %v", err)
+	}
+
+	// Opening the upgraded file again changes nothing.
+	must(t, db.Close())
+	db2 := openPath(t, path)
+	defer db2.Close()
+	got, err = db2.FindRecordByExternalID(ctx, store.Accounts, ws, "crm-acme")
+	must(t, err)
+	if got.ID != acc1 || got.Fields["phone"] != "123" {
+		t.Errorf("after reopening: %+v", got)
+	}
+}

@@ -1,0 +1,330 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/hustack/hustack/store"
+)
+
+// Config configures a Server. Zero values take the defaults.
+type Config struct {
+	// Concurrency is the number of tasks processed at once (default 4).
+	// Each usage batch is one database statement, so a few workers keep up
+	// with tens of thousands of events a second.
+	Concurrency int
+	// Queues names the queues; the Batcher must use the same usage queue.
+	Queues Queues
+	// Retention is how long usage logs are kept (default 90 days,
+	// HUSTACK_USAGE_RETENTION). Negative: never delete them.
+	Retention time.Duration
+	// RetentionInterval is how often old logs are deleted (default 1 h). Every
+	// Server may schedule the task; one task runs per interval in all.
+	RetentionInterval time.Duration
+	// ShutdownTimeout is how long Shutdown lets running tasks finish before
+	// it puts them back in their queue (default 10 s).
+	ShutdownTimeout time.Duration
+	// PollInterval is how often idle workers look for new tasks (default
+	// 1 s, asynq's own; lower means fresher usage data and more Redis load).
+	PollInterval time.Duration
+}
+
+// Queues names the queues of the worker.
+type Queues struct {
+	Usage       string // usage batches (default QueueUsage)
+	Maintenance string // retention (default QueueMaintenance)
+}
+
+// Server defaults.
+const (
+	DefaultConcurrency       = 4
+	DefaultRetention         = 90 * 24 * time.Hour
+	DefaultRetentionInterval = time.Hour
+	DefaultShutdownTimeout   = 10 * time.Second
+)
+
+func (c Config) withDefaults() Config {
+	if c.Concurrency <= 0 {
+		c.Concurrency = DefaultConcurrency
+	}
+	if c.Queues.Usage == "" {
+		c.Queues.Usage = QueueUsage
+	}
+	if c.Queues.Maintenance == "" {
+		c.Queues.Maintenance = QueueMaintenance
+	}
+	if c.Retention == 0 {
+		c.Retention = DefaultRetention
+	}
+	if c.RetentionInterval <= 0 {
+		c.RetentionInterval = DefaultRetentionInterval
+	}
+	if c.ShutdownTimeout <= 0 {
+		c.ShutdownTimeout = DefaultShutdownTimeout
+	}
+	if c.PollInterval <= 0 {
+		c.PollInterval = time.Second
+	}
+	return c
+}
+
+// Server processes the worker's tasks: usage batches, and the usage
+// retention that it also schedules. It runs alone (hustack worker) or inside
+// the API process: Start returns at once and Shutdown stops it, without
+// signal handling of its own.
+type Server struct {
+	cfg    Config
+	srv    *asynq.Server
+	mux    *asynq.ServeMux
+	client *asynq.Client
+	rdb    redis.UniversalClient
+	log    *slog.Logger
+
+	stop     chan struct{}
+	wg       sync.WaitGroup
+	started  atomic.Bool
+	lastSlot time.Time // owned by the retention scheduler
+}
+
+// NewServer returns a Server that takes tasks from rdb and stores them with
+// svc. It does not close rdb.
+func NewServer(rdb redis.UniversalClient, svc *store.Service, cfg Config, logger *slog.Logger) *Server {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	cfg = cfg.withDefaults()
+	log := logger.With("component", "worker")
+	s := &Server{
+		cfg:    cfg,
+		mux:    asynq.NewServeMux(),
+		client: asynq.NewClientFromRedisClient(rdb),
+		rdb:    rdb,
+		log:    log,
+		stop:   make(chan struct{}),
+	}
+	NewHandlers(svc, log).Register(s.mux)
+	redisDown := &atomic.Bool{}
+	s.srv = asynq.NewServerFromRedisClient(rdb, asynq.Config{
+		Concurrency: cfg.Concurrency,
+		Queues: map[string]int{
+			cfg.Queues.Usage:       6,
+			cfg.Queues.Maintenance: 1,
+		},
+		ErrorHandler:      asynq.ErrorHandlerFunc(s.handleError),
+		Logger:            newAsynqLogger(log, 30*time.Second),
+		LogLevel:          asynq.WarnLevel,
+		ShutdownTimeout:   cfg.ShutdownTimeout,
+		TaskCheckInterval: cfg.PollInterval,
+		HealthCheckFunc: func(err error) {
+			switch {
+			case err != nil && !redisDown.Swap(true):
+				log.Warn("worker cannot reach redis; asynq keeps retrying", "err", err)
+			case err == nil && redisDown.Swap(false):
+				log.Info("worker reaches redis again")
+			}
+		},
+	})
+	return s
+}
+
+// handleError is the one place where task failures are logged: once per
+// failed attempt, with what asynq will do next.
+func (s *Server) handleError(ctx context.Context, t *asynq.Task, err error) {
+	id, _ := asynq.GetTaskID(ctx)
+	retried, _ := asynq.GetRetryCount(ctx)
+	maxRetry, _ := asynq.GetMaxRetry(ctx)
+	queue, _ := asynq.GetQueueName(ctx)
+	attrs := []any{"task", t.Type(), "id", id, "queue", queue, "retried", retried, "max_retry", maxRetry, "err", err}
+	switch {
+	case errors.Is(err, asynq.SkipRetry):
+		s.log.Error("task failed and is archived without retry", attrs...)
+	case retried >= maxRetry:
+		s.log.Error("task failed for the last time and is archived", attrs...)
+	default:
+		s.log.Warn("task failed and will be retried", attrs...)
+	}
+}
+
+// Start starts processing, and scheduling retention unless it is disabled.
+func (s *Server) Start() error {
+	if err := s.srv.Start(s.mux); err != nil {
+		return fmt.Errorf("worker: start: %w", err)
+	}
+	s.started.Store(true)
+	if s.cfg.Retention > 0 {
+		s.wg.Add(1)
+		go s.scheduleRetention()
+	}
+	s.log.Info("worker started", "concurrency", s.cfg.Concurrency,
+		"queues", []string{s.cfg.Queues.Usage, s.cfg.Queues.Maintenance},
+		"retention", s.cfg.Retention, "retention_interval", s.cfg.RetentionInterval)
+	return nil
+}
+
+// Shutdown stops taking tasks, lets running ones finish for up to
+// ShutdownTimeout and puts the others back in their queue.
+func (s *Server) Shutdown() {
+	if !s.started.Swap(false) {
+		return
+	}
+	close(s.stop)
+	s.wg.Wait()
+	s.srv.Shutdown()
+	s.log.Info("worker stopped")
+}
+
+// Drain waits until the usage queue holds no task (pending, running,
+// scheduled or waiting for a retry), or ctx is done. Call it on a started
+// Server before Shutdown when queued tasks would otherwise be lost, as with
+// the embedded Redis, and close the Batcher first.
+func (s *Server) Drain(ctx context.Context) error {
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	for {
+		n, err := s.queuedUsageTasks(ctx)
+		if err == nil && n == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			if err != nil {
+				return fmt.Errorf("worker: drain: %w (last error: %v)", ctx.Err(), err)
+			}
+			return fmt.Errorf("worker: drain: %w with %d usage tasks left", ctx.Err(), n)
+		case <-t.C:
+		}
+	}
+}
+
+// queuedUsageTasks counts the usage queue's unfinished tasks. It reads
+// asynq's Redis layout (asynq:{queue}:pending and so on) directly, because
+// the Inspector refuses queues missing from asynq's queue registry, which is
+// not rebuilt after Redis loses its data.
+func (s *Server) queuedUsageTasks(ctx context.Context) (int64, error) {
+	prefix := "asynq:{" + s.cfg.Queues.Usage + "}:"
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	pipe := s.rdb.Pipeline()
+	counts := []*redis.IntCmd{
+		pipe.LLen(ctx, prefix+"pending"),
+		pipe.LLen(ctx, prefix+"active"),
+		pipe.ZCard(ctx, prefix+"scheduled"),
+		pipe.ZCard(ctx, prefix+"retry"),
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return 0, err
+	}
+	var n int64
+	for _, c := range counts {
+		n += c.Val()
+	}
+	return n, nil
+}
+
+// scheduleRetention enqueues the retention task once per RetentionInterval
+// across all Servers sharing the Redis: the task id names the interval (the
+// time slot), and a completed task is kept for an interval, so a second
+// enqueue for the same slot is refused as a conflict. Checking four times
+// per interval makes up for clock drift and for Redis being away at a check.
+func (s *Server) scheduleRetention() {
+	defer s.wg.Done()
+	every := min(max(s.cfg.RetentionInterval/4, time.Second), 5*time.Minute)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		if _, err := s.enqueueRetention(context.Background(), time.Now()); err != nil {
+			s.log.Warn("cannot schedule usage retention; will try again", "err", err)
+		}
+		select {
+		case <-t.C:
+		case <-s.stop:
+			return
+		}
+	}
+}
+
+// enqueueRetention enqueues the retention task of the slot holding now,
+// unless this or another Server already did. It reports whether it enqueued.
+func (s *Server) enqueueRetention(ctx context.Context, now time.Time) (bool, error) {
+	slot := now.UTC().Truncate(s.cfg.RetentionInterval)
+	if slot.Equal(s.lastSlot) {
+		return false, nil
+	}
+	task, err := NewUsageRetentionTask(s.cfg.Retention)
+	if err != nil {
+		return false, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	_, err = s.client.EnqueueContext(ctx, task,
+		asynq.Queue(s.cfg.Queues.Maintenance),
+		asynq.TaskID("usage-retention-"+slot.Format(time.RFC3339)),
+		asynq.Retention(s.cfg.RetentionInterval))
+	switch {
+	case errors.Is(err, asynq.ErrTaskIDConflict):
+		s.lastSlot = slot
+		return false, nil
+	case err != nil:
+		return false, err
+	}
+	s.lastSlot = slot
+	return true, nil
+}
+
+// asynqLogger writes asynq's own log lines to slog. While Redis is away
+// asynq repeats the same complaints every second, so warnings and errors
+// are let through at most once per interval, with a count of those held back.
+type asynqLogger struct {
+	log      *slog.Logger
+	interval time.Duration
+
+	mu         sync.Mutex
+	last       time.Time
+	suppressed int
+}
+
+func newAsynqLogger(l *slog.Logger, interval time.Duration) *asynqLogger {
+	return &asynqLogger{log: l.With("source", "asynq"), interval: interval}
+}
+
+func (l *asynqLogger) Debug(args ...any) { l.log.Debug(joinArgs(args)) }
+func (l *asynqLogger) Info(args ...any)  { l.log.Info(joinArgs(args)) }
+func (l *asynqLogger) Warn(args ...any)  { l.throttled(slog.LevelWarn, args) }
+func (l *asynqLogger) Error(args ...any) { l.throttled(slog.LevelError, args) }
+func (l *asynqLogger) Fatal(args ...any) { l.log.Error(joinArgs(args)) }
+
+func (l *asynqLogger) throttled(level slog.Level, args []any) {
+	l.mu.Lock()
+	now := time.Now()
+	if !l.last.IsZero() && now.Sub(l.last) < l.interval {
+		l.suppressed++
+		l.mu.Unlock()
+		return
+	}
+	n := l.suppressed
+	l.last, l.suppressed = now, 0
+	l.mu.Unlock()
+	if n > 0 {
+		l.log.Log(context.Background(), level, joinArgs(args), "suppressed_since_last", n)
+		return
+	}
+	l.log.Log(context.Background(), level, joinArgs(args))
+}
+
+func joinArgs(args []any) string {
+	if len(args) == 1 {
+		if s, ok := args[0].(string); ok {
+			return s
+		}
+	}
+	return strings.TrimSpace(fmt.Sprint(args...))
+}

@@ -1,0 +1,181 @@
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/hustack/hustack/store"
+)
+
+// Task types.
+const (
+	// TypeUsageBatch stores a batch of usage events (UsageBatchPayload).
+	TypeUsageBatch = "usage:batch"
+	// TypeUsageRetention deletes usage logs older than the retention
+	// (UsageRetentionPayload).
+	TypeUsageRetention = "usage:retention"
+)
+
+// Default queue names. Usage batches have their own queue so that
+// maintenance never delays them; Server processes both, usage first (6:1).
+const (
+	QueueUsage       = "usage"
+	QueueMaintenance = "maintenance"
+)
+
+// Options of the usage batch task.
+//
+// A batch insert takes milliseconds, so a batch still running after
+// UsageBatchTimeout is stuck (a hung database call) and is better retried
+// than left holding a worker for asynq's default 30 minutes.
+//
+// With asynq's backoff (n^4 + 15 s + jitter) UsageBatchMaxRetry retries span
+// about two days, enough to ride out a database outage over a weekend; after
+// that the task is archived, where it is kept for 90 days and can be run
+// again from the asynq dashboard or Inspector. Processing is idempotent, so a
+// batch may safely run more than once.
+const (
+	UsageBatchMaxRetry = 16
+	UsageBatchTimeout  = 30 * time.Second
+)
+
+// Options of the retention task: deleting months of logs in one statement
+// can take a while, and a failed run is simply repeated at the next period.
+const (
+	retentionMaxRetry = 3
+	retentionTimeout  = 10 * time.Minute
+)
+
+// MaxBatchEvents bounds the events of one batch task, which keeps a task's
+// payload (and the database statement behind it) reasonably small.
+const MaxBatchEvents = 5000
+
+// UsageBatchPayload is the payload of a TypeUsageBatch task.
+type UsageBatchPayload struct {
+	Events []store.UsageEvent `json:"events"`
+}
+
+// NewUsageBatchTask returns a task that stores events, on QueueUsage with the
+// usage batch retry and timeout options.
+func NewUsageBatchTask(events []store.UsageEvent) (*asynq.Task, error) {
+	if len(events) == 0 || len(events) > MaxBatchEvents {
+		return nil, fmt.Errorf("worker: a usage batch holds 1 to %d events, not %d", MaxBatchEvents, len(events))
+	}
+	payload, err := encodeUsageBatch(events)
+	if err != nil {
+		return nil, fmt.Errorf("worker: encode usage batch: %w", err)
+	}
+	return asynq.NewTask(TypeUsageBatch, payload,
+		asynq.Queue(QueueUsage), asynq.MaxRetry(UsageBatchMaxRetry), asynq.Timeout(UsageBatchTimeout)), nil
+}
+
+// UsageRetentionPayload is the payload of a TypeUsageRetention task: logs
+// older than RetentionSeconds before the time the task runs are deleted.
+type UsageRetentionPayload struct {
+	RetentionSeconds int64 `json:"retention_seconds"`
+}
+
+// NewUsageRetentionTask returns a task that deletes usage logs older than
+// retention, on QueueMaintenance.
+func NewUsageRetentionTask(retention time.Duration) (*asynq.Task, error) {
+	if retention < time.Second {
+		return nil, fmt.Errorf("worker: usage retention must be at least a second, not %v", retention)
+	}
+	payload, err := json.Marshal(UsageRetentionPayload{RetentionSeconds: int64(retention / time.Second)})
+	if err != nil {
+		return nil, fmt.Errorf("worker: encode usage retention: %w", err)
+	}
+	return asynq.NewTask(TypeUsageRetention, payload,
+		asynq.Queue(QueueMaintenance), asynq.MaxRetry(retentionMaxRetry), asynq.Timeout(retentionTimeout)), nil
+}
+
+// Handlers processes the tasks of this package against the store.
+type Handlers struct {
+	svc *store.Service
+	log *slog.Logger
+}
+
+// NewHandlers returns the task handlers over svc. logger receives one line
+// per retention run; task failures are logged by the Server's error handler.
+func NewHandlers(svc *store.Service, logger *slog.Logger) *Handlers {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &Handlers{svc: svc, log: logger}
+}
+
+// Register routes the task types of this package to h on mux.
+func (h *Handlers) Register(mux *asynq.ServeMux) {
+	mux.HandleFunc(TypeUsageBatch, h.HandleUsageBatchTask)
+	mux.HandleFunc(TypeUsageRetention, h.HandleUsageRetentionTask)
+}
+
+// errInvalidPayload marks payloads that no retry can fix.
+var errInvalidPayload = errors.New("invalid payload")
+
+// HandleUsageBatchTask stores the events of a TypeUsageBatch task and
+// advances the last-used time of their keys. A malformed payload is archived
+// at once (asynq.SkipRetry); a store error is returned as is so that asynq
+// retries the task. Running the same task twice adds no rows.
+func (h *Handlers) HandleUsageBatchTask(ctx context.Context, t *asynq.Task) error {
+	var p UsageBatchPayload
+	if err := json.Unmarshal(t.Payload(), &p); err != nil {
+		return fmt.Errorf("usage batch: %w: %v: %w", errInvalidPayload, err, asynq.SkipRetry)
+	}
+	if len(p.Events) == 0 {
+		return fmt.Errorf("usage batch: %w: no events: %w", errInvalidPayload, asynq.SkipRetry)
+	}
+	for i, e := range p.Events {
+		if err := validEvent(e); err != nil {
+			return fmt.Errorf("usage batch: %w: event %d: %v: %w", errInvalidPayload, i, err, asynq.SkipRetry)
+		}
+	}
+	if err := h.svc.RecordUsage(ctx, p.Events); err != nil {
+		return fmt.Errorf("usage batch: record %d events: %w", len(p.Events), err)
+	}
+	return nil
+}
+
+func validEvent(e store.UsageEvent) error {
+	switch {
+	case e.ID == "":
+		return errors.New("no id")
+	case e.WorkspaceID == "":
+		return errors.New("no workspace_id")
+	case e.KeyID == "":
+		return errors.New("no key_id")
+	case e.Time.IsZero():
+		return errors.New("no time")
+	}
+	return nil
+}
+
+// HandleUsageRetentionTask deletes usage logs older than the payload's
+// retention, counted back from now. Store errors are returned for a retry.
+func (h *Handlers) HandleUsageRetentionTask(ctx context.Context, t *asynq.Task) error {
+	var p UsageRetentionPayload
+	if err := json.Unmarshal(t.Payload(), &p); err != nil {
+		return fmt.Errorf("usage retention: %w: %v: %w", errInvalidPayload, err, asynq.SkipRetry)
+	}
+	if p.RetentionSeconds < 1 {
+		return fmt.Errorf("usage retention: %w: retention_seconds %d: %w", errInvalidPayload, p.RetentionSeconds, asynq.SkipRetry)
+	}
+	before := h.svc.Now().Add(-time.Duration(p.RetentionSeconds) * time.Second)
+	n, err := h.svc.DeleteUsageBefore(ctx, before)
+	if err != nil {
+		return fmt.Errorf("usage retention: delete before %s: %w", before.Format(time.RFC3339), err)
+	}
+	h.log.Info("usage logs past retention deleted", "deleted", n, "before", before)
+	if w := t.ResultWriter(); w != nil {
+		// The result is informational (shown by the asynq dashboard); failing
+		// to write it does not undo the deletion.
+		_, _ = fmt.Fprintf(w, `{"deleted":%d,"before":%q}`, n, before.Format(time.RFC3339))
+	}
+	return nil
+}
