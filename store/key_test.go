@@ -156,13 +156,16 @@ func TestRateLimitJSON(t *testing.T) {
 func TestAPIKeyStatus(t *testing.T) {
 	now := time.Date(2025, 1, 15, 10, 0, 0, 0, time.UTC)
 	past, future := now.Add(-time.Hour), now.Add(time.Hour)
+	window, later := now.Add(store.ExpiringWindow), now.Add(store.ExpiringWindow+time.Second)
 	cases := []struct {
 		name             string
 		expires, revoked *time.Time
 		want             string
 	}{
 		{"no expiry", nil, nil, "active"},
-		{"expires later", &future, nil, "active"},
+		{"expires within the hour", &future, nil, "expiring"},
+		{"expires at the end of the window", &window, nil, "expiring"},
+		{"expires after the window", &later, nil, "active"},
 		{"expired", &past, nil, "expired"},
 		{"expires right now", &now, nil, "expired"},
 		{"revoked", nil, &past, "revoked"},

@@ -16,9 +16,10 @@ const maxFilterFields = 5
 var filterResources = []*Resource{Leads, Contacts, Accounts, Deals}
 
 // normalizeKeyFilter validates a record filter against the key's scopes and
-// returns it normalized (nil when empty). Every resource the scopes reach
-// must have every filtered field, so that the filter can apply to it; scopes
-// that would escape the filter (usage logs) are refused.
+// returns it normalized (nil when empty). Only filterable fields can be
+// used, as every list through the key filters on them. Every resource the
+// scopes reach must have every filtered field, so that the filter can apply
+// to it; scopes that would escape the filter (usage logs) are refused.
 func normalizeKeyFilter(filter map[string]string, scopes []Scope) (map[string]string, error) {
 	if len(filter) == 0 {
 		return nil, nil
@@ -30,13 +31,13 @@ func normalizeKeyFilter(filter map[string]string, scopes []Scope) (map[string]st
 	for _, name := range sortedKeys(filter) {
 		var field *Field
 		for _, r := range filterResources {
-			if f, ok := r.Field(name); ok && f.Type != FieldNumber && f.Type != FieldDate && name != ExternalIDField {
+			if f, ok := r.Field(name); ok && f.Filterable && f.Type != FieldNumber && f.Type != FieldDate && name != ExternalIDField {
 				field = &f
 				break
 			}
 		}
 		if field == nil {
-			return nil, FieldError("filter", "%q is not a text field of leads, contacts, accounts or deals.", name)
+			return nil, FieldError("filter", "%q is not a filterable text field of leads, contacts, accounts or deals.", name)
 		}
 		v, err := field.normalize(filter[name])
 		if err != nil {
@@ -56,7 +57,7 @@ func normalizeKeyFilter(filter map[string]string, scopes []Scope) (map[string]st
 			continue
 		}
 		for name := range out {
-			if _, ok := r.Field(name); !ok {
+			if f, ok := r.Field(name); !ok || !f.Filterable {
 				return nil, FieldError("scopes", "%s: %s have no field %q, so a key filtered on it cannot reach them.", sc, r.Name, name)
 			}
 		}

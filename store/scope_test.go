@@ -55,8 +55,8 @@ func TestParseScopes(t *testing.T) {
 
 func TestAllScopes(t *testing.T) {
 	scopes := store.AllScopes()
-	if len(scopes) != 2*len(store.Resources)+1 {
-		t.Errorf("%d scopes, want read and write per resource plus read:usage", len(scopes))
+	if len(scopes) != 2*len(store.Resources)+2 {
+		t.Errorf("%d scopes, want read and write per resource plus read:usage and admin:keys", len(scopes))
 	}
 	seen := map[store.Scope]bool{}
 	for _, s := range scopes {
@@ -72,6 +72,9 @@ func TestAllScopes(t *testing.T) {
 	}
 	if !seen[store.ScopeUsage] || store.ScopeUsage != "read:usage" {
 		t.Errorf("read:usage missing")
+	}
+	if !seen[store.ScopeAdminKeys] || store.ScopeAdminKeys != "admin:keys" {
+		t.Errorf("admin:keys missing")
 	}
 	if store.ValidScope("write:usage") || store.ValidScope("") {
 		t.Error("ValidScope accepts unknown scopes")
@@ -142,13 +145,31 @@ func TestOperations(t *testing.T) {
 			t.Errorf("operation %s = %+v, %v", w.name, op, ok)
 		}
 	}
+	for _, w := range []struct {
+		name     string
+		action   store.Action
+		readOnly bool
+	}{
+		{"list_api_keys", store.ActionListKeys, true},
+		{"get_api_key", store.ActionGetKey, true},
+		{"create_api_key", store.ActionCreateKey, false},
+		{"revoke_api_key", store.ActionRevokeKey, false},
+		{"rotate_api_key", store.ActionRotateKey, false},
+		{"get_key_policy", store.ActionGetPolicy, true},
+		{"update_key_policy", store.ActionUpdatePolicy, false},
+	} {
+		op, ok := store.OperationByName(w.name)
+		if !ok || op.Action != w.action || op.Scope != store.ScopeAdminKeys || op.Resource != nil || op.ReadOnly != w.readOnly {
+			t.Errorf("operation %s = %+v, %v; want action %s, scope admin:keys, read-only %v", w.name, op, ok, w.action, w.readOnly)
+		}
+	}
 	// Every scope a key can carry guards some operation.
 	for _, s := range store.AllScopes() {
 		if !required[s] {
 			t.Errorf("scope %s guards no operation", s)
 		}
 	}
-	if len(store.Operations) != 8*len(store.Resources)+3 {
+	if len(store.Operations) != 8*len(store.Resources)+10 {
 		t.Errorf("%d operations; a new one needs rows in the tests of every transport", len(store.Operations))
 	}
 }

@@ -24,6 +24,9 @@ type apiKeyDoc struct {
 	ExpiresAt   *time.Time   `bson:"expires_at,omitempty"`
 	RevokedAt   *time.Time   `bson:"revoked_at,omitempty"`
 	LastUsedAt  *time.Time   `bson:"last_used_at,omitempty"`
+	// Filter is a vendor key's record filter; absent for other keys and in
+	// documents stored before filters existed.
+	Filter map[string]string `bson:"filter,omitempty"`
 }
 
 type rateLimitDoc struct {
@@ -48,6 +51,7 @@ func newAPIKeyDoc(k *store.APIKey) apiKeyDoc {
 		ExpiresAt:   k.ExpiresAt,
 		RevokedAt:   k.RevokedAt,
 		LastUsedAt:  k.LastUsedAt,
+		Filter:      k.Filter,
 	}
 }
 
@@ -55,6 +59,10 @@ func (doc apiKeyDoc) apiKey() *store.APIKey {
 	scopes := make([]store.Scope, len(doc.Scopes))
 	for i, s := range doc.Scopes {
 		scopes[i] = store.Scope(s)
+	}
+	var filter map[string]string
+	if len(doc.Filter) > 0 {
+		filter = doc.Filter
 	}
 	return &store.APIKey{
 		ID:          doc.ID,
@@ -68,6 +76,7 @@ func (doc apiKeyDoc) apiKey() *store.APIKey {
 		ExpiresAt:   utcPtr(doc.ExpiresAt),
 		RevokedAt:   utcPtr(doc.RevokedAt),
 		LastUsedAt:  utcPtr(doc.LastUsedAt),
+		Filter:      filter,
 	}
 }
 
@@ -95,6 +104,26 @@ func (d *DB) FindAPIKeyByHashUnscoped(ctx context.Context, hash []byte) (*store.
 // FindAPIKeyByIDUnscoped finds a key by id in any workspace.
 func (d *DB) FindAPIKeyByIDUnscoped(ctx context.Context, id string) (*store.APIKey, error) {
 	return d.findKey(ctx, bson.D{{Key: "_id", Value: id}})
+}
+
+// FindAPIKeyByID finds a key of the given workspace.
+func (d *DB) FindAPIKeyByID(ctx context.Context, workspaceID, id string) (*store.APIKey, error) {
+	return d.findKey(ctx, bson.D{{Key: "_id", Value: id}, {Key: "workspace_id", Value: workspaceID}})
+}
+
+// SetAPIKeyExpiry changes a key's expiry; not_found if the workspace has no
+// such key.
+func (d *DB) SetAPIKeyExpiry(ctx context.Context, workspaceID, id string, expiresAt time.Time) error {
+	filter := bson.D{{Key: "_id", Value: id}, {Key: "workspace_id", Value: workspaceID}}
+	update := bson.D{{Key: "$set", Value: bson.D{{Key: "expires_at", Value: expiresAt.UTC()}}}}
+	res, err := d.keys().UpdateOne(ctx, filter, update)
+	if err != nil {
+		return translate(err, "set API key expiry", "API key")
+	}
+	if res.MatchedCount == 0 {
+		return store.Errorf(store.ENOTFOUND, "API key not found.")
+	}
+	return nil
 }
 
 // FindAPIKeys returns the keys of a workspace, oldest first.

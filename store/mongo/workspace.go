@@ -14,17 +14,47 @@ type workspaceDoc struct {
 	ID        string    `bson:"_id"`
 	Name      string    `bson:"name"`
 	CreatedAt time.Time `bson:"created_at"`
+	// Policy is absent in documents stored before key policies existed,
+	// which read as the zero policy.
+	Policy policyDoc `bson:"key_policy"`
+}
+
+type policyDoc struct {
+	MaxLifetimeDays   int  `bson:"max_lifetime_days"`
+	RequireExpiry     bool `bson:"require_expiry"`
+	DisableUnusedDays int  `bson:"disable_unused_days"`
+}
+
+func newPolicyDoc(p store.KeyPolicy) policyDoc {
+	return policyDoc{MaxLifetimeDays: p.MaxLifetimeDays, RequireExpiry: p.RequireExpiry, DisableUnusedDays: p.DisableUnusedDays}
 }
 
 func (w workspaceDoc) workspace() *store.Workspace {
-	return &store.Workspace{ID: w.ID, Name: w.Name, CreatedAt: utc(w.CreatedAt)}
+	return &store.Workspace{ID: w.ID, Name: w.Name, CreatedAt: utc(w.CreatedAt), Policy: store.KeyPolicy{
+		MaxLifetimeDays:   w.Policy.MaxLifetimeDays,
+		RequireExpiry:     w.Policy.RequireExpiry,
+		DisableUnusedDays: w.Policy.DisableUnusedDays,
+	}}
 }
 
 // CreateWorkspace stores a new workspace.
 func (d *DB) CreateWorkspace(ctx context.Context, w *store.Workspace) error {
-	doc := workspaceDoc{ID: w.ID, Name: w.Name, CreatedAt: w.CreatedAt}
+	doc := workspaceDoc{ID: w.ID, Name: w.Name, CreatedAt: w.CreatedAt, Policy: newPolicyDoc(w.Policy)}
 	_, err := d.db.Collection(workspacesColl).InsertOne(ctx, doc)
 	return translate(err, "insert workspace", "workspace")
+}
+
+// UpdateWorkspacePolicy replaces a workspace's key policy.
+func (d *DB) UpdateWorkspacePolicy(ctx context.Context, id string, p store.KeyPolicy) error {
+	update := bson.D{{Key: "$set", Value: bson.D{{Key: "key_policy", Value: newPolicyDoc(p)}}}}
+	res, err := d.db.Collection(workspacesColl).UpdateOne(ctx, bson.D{{Key: "_id", Value: id}}, update)
+	if err != nil {
+		return translate(err, "update key policy", "workspace")
+	}
+	if res.MatchedCount == 0 {
+		return store.Errorf(store.ENOTFOUND, "Workspace not found.")
+	}
+	return nil
 }
 
 // FindWorkspaceByID returns one workspace.

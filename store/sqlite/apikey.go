@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -11,13 +12,36 @@ import (
 	"github.com/hustack/hustack/store"
 )
 
-const keyColumns = `id, workspace_id, name, prefix, hash, scopes, rate_limit, created_at, expires_at, revoked_at, last_used_at`
+const keyColumns = `id, workspace_id, name, prefix, hash, scopes, rate_limit, created_at, expires_at, revoked_at, last_used_at, record_filter`
 
 func (db *DB) CreateAPIKey(ctx context.Context, k *store.APIKey) error {
-	_, err := db.stmt.createKey.ExecContext(ctx,
+	filter, err := encodeFilter(k.Filter)
+	if err != nil {
+		return err
+	}
+	_, err = db.stmt.createKey.ExecContext(ctx,
 		k.ID, k.WorkspaceID, k.Name, k.Prefix, k.Hash, joinScopes(k.Scopes), k.RateLimit.String(),
-		ms(k.CreatedAt), nullMS(k.ExpiresAt), nullMS(k.RevokedAt), nullMS(k.LastUsedAt))
+		ms(k.CreatedAt), nullMS(k.ExpiresAt), nullMS(k.RevokedAt), nullMS(k.LastUsedAt), filter)
 	return translate(err, "create API key", "API key")
+}
+
+func (db *DB) FindAPIKeyByID(ctx context.Context, workspaceID, id string) (*store.APIKey, error) {
+	return db.findKey(ctx, db.stmt.findWsKey, workspaceID, id)
+}
+
+func (db *DB) SetAPIKeyExpiry(ctx context.Context, workspaceID, id string, expiresAt time.Time) error {
+	res, err := db.stmt.setKeyExpiry.ExecContext(ctx, ms(expiresAt), workspaceID, id)
+	if err != nil {
+		return translate(err, "set API key expiry", "API key")
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return translate(err, "set API key expiry", "API key")
+	}
+	if n == 0 {
+		return notFound("API key")
+	}
+	return nil
 }
 
 func (db *DB) FindAPIKeyByHashUnscoped(ctx context.Context, hash []byte) (*store.APIKey, error) {
@@ -28,8 +52,8 @@ func (db *DB) FindAPIKeyByIDUnscoped(ctx context.Context, id string) (*store.API
 	return db.findKey(ctx, db.stmt.findKeyByID, id)
 }
 
-func (db *DB) findKey(ctx context.Context, stmt *sql.Stmt, arg any) (*store.APIKey, error) {
-	k, err := scanKey(stmt.QueryRowContext(ctx, arg))
+func (db *DB) findKey(ctx context.Context, stmt *sql.Stmt, args ...any) (*store.APIKey, error) {
+	k, err := scanKey(stmt.QueryRowContext(ctx, args...))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, notFound("API key")
 	}
@@ -102,11 +126,17 @@ func scanKey(s scanner) (*store.APIKey, error) {
 		scopes, limit              string
 		created                    int64
 		expires, revoked, lastUsed sql.NullInt64
+		filter                     sql.NullString
 	)
 	err := s.Scan(&k.ID, &k.WorkspaceID, &k.Name, &k.Prefix, &k.Hash, &scopes, &limit,
-		&created, &expires, &revoked, &lastUsed)
+		&created, &expires, &revoked, &lastUsed, &filter)
 	if err != nil {
 		return nil, err
+	}
+	if filter.Valid && filter.String != "" {
+		if err := json.Unmarshal([]byte(filter.String), &k.Filter); err != nil {
+			return nil, fmt.Errorf("API key %s has a malformed record filter: %w", k.ID, err)
+		}
 	}
 	if k.RateLimit, err = store.ParseRateLimit(limit); err != nil {
 		return nil, fmt.Errorf("API key %s has a malformed rate limit %q", k.ID, limit)
@@ -117,6 +147,19 @@ func scanKey(s scanner) (*store.APIKey, error) {
 	k.RevokedAt = fromNullMS(revoked)
 	k.LastUsedAt = fromNullMS(lastUsed)
 	return &k, nil
+}
+
+// encodeFilter returns a key's record filter as stored: a JSON object, or
+// NULL for none.
+func encodeFilter(f map[string]string) (any, error) {
+	if len(f) == 0 {
+		return nil, nil
+	}
+	b, err := json.Marshal(f)
+	if err != nil {
+		return nil, fmt.Errorf("encode record filter: %w", err)
+	}
+	return string(b), nil
 }
 
 // Scopes are stored as one comma-separated text, the form ParseScopes reads.

@@ -106,8 +106,8 @@ func TestMigrateFromV1(t *testing.T) {
 	defer raw.Close()
 	var version int
 	must(t, raw.QueryRow("PRAGMA user_version").Scan(&version))
-	if version != 2 {
-		t.Errorf("user_version after the upgrade = %d, want 2", version)
+	if version != 3 {
+		t.Errorf("user_version after the upgrade = %d, want 3", version)
 	}
 	checkIndexes(t, raw)
 
@@ -194,5 +194,107 @@ func TestMigrateFromV1(t *testing.T) {
 	must(t, err)
 	if got.ID != acc1 || got.Fields["phone"] != "123" {
 		t.Errorf("after reopening: %+v", got)
+	}
+}
+
+// schemaV2 is what schema version 2 added to version 1 besides the columns
+// and indexes of the resource tables (those are derived from the resources
+// on every open).
+var schemaV2 = []string{
+	`CREATE TABLE idempotency_keys (workspace_id TEXT NOT NULL, key TEXT NOT NULL, fingerprint TEXT NOT NULL,
+		state TEXT NOT NULL, status INTEGER NOT NULL, body BLOB, created_at INTEGER NOT NULL, expires_at INTEGER NOT NULL,
+		PRIMARY KEY (workspace_id, key)) STRICT`,
+	`CREATE INDEX idempotency_keys_expiry ON idempotency_keys (expires_at)`,
+	`PRAGMA user_version = 2`,
+}
+
+// TestMigrateFromV2 upgrades a file of schema version 2, which has neither
+// key filters nor key policies.
+func TestMigrateFromV2(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "v2.db")
+	createV1(t, path)
+	raw, err := sql.Open("sqlite", path)
+	must(t, err)
+	for _, s := range schemaV2 {
+		if _, err := raw.Exec(s); err != nil {
+			t.Fatalf("%s: %v", s, err)
+		}
+	}
+	ws := store.NewID()
+	key := store.GenerateKey()
+	keyID := store.NewID()
+	expires := t0.Add(30 * 24 * time.Hour)
+	for _, s := range []struct {
+		q    string
+		args []any
+	}{
+		{`INSERT INTO workspaces VALUES (?, 'Version 2', ?)`, []any{ws, t0.UnixMilli()}},
+		{`INSERT INTO api_keys VALUES (?, ?, 'v2 key', ?, ?, 'read:leads,write:leads', '600/m', ?, ?, NULL, NULL)`,
+			[]any{keyID, ws, key[:len(store.KeyPrefix)+6], store.HashKey(key), t0.UnixMilli(), expires.UnixMilli()}},
+	} {
+		if _, err := raw.Exec(s.q, s.args...); err != nil {
+			t.Fatalf("%s: %v", s.q, err)
+		}
+	}
+	must(t, raw.Close())
+
+	db := openPath(t, path)
+	defer db.Close()
+	raw, err = sql.Open("sqlite", path)
+	must(t, err)
+	defer raw.Close()
+	var version int
+	must(t, raw.QueryRow("PRAGMA user_version").Scan(&version))
+	if version != 3 {
+		t.Errorf("user_version after the upgrade = %d, want 3", version)
+	}
+
+	// Old rows read as a key without a filter in a workspace without a policy.
+	w, err := db.FindWorkspaceByID(ctx, ws)
+	must(t, err)
+	if w.Name != "Version 2" || w.Policy != (store.KeyPolicy{}) {
+		t.Errorf("old workspace = %+v", w)
+	}
+	k, err := db.FindAPIKeyByID(ctx, ws, keyID)
+	must(t, err)
+	if k.Filter != nil || k.Name != "v2 key" || k.ExpiresAt == nil || !k.ExpiresAt.Equal(expires) ||
+		k.RateLimit != (store.RateLimit{Count: 600, Period: time.Minute}) || len(k.Scopes) != 2 {
+		t.Errorf("old key = %+v", k)
+	}
+
+	// The new columns work on the old rows.
+	policy := store.KeyPolicy{MaxLifetimeDays: 90, RequireExpiry: true, DisableUnusedDays: 30}
+	must(t, db.UpdateWorkspacePolicy(ctx, ws, policy))
+	newExpiry := t0.Add(time.Hour)
+	must(t, db.SetAPIKeyExpiry(ctx, ws, keyID, newExpiry))
+	vendor := &store.APIKey{ID: store.NewID(), WorkspaceID: ws, Name: "vendor", Prefix: "hs_live_abcdef",
+		Hash: store.HashKey(store.GenerateKey()), Scopes: []store.Scope{"read:leads"},
+		Filter: map[string]string{"source": "Vendor XYZ"}, RateLimit: store.DefaultRateLimit, CreatedAt: t0}
+	must(t, db.CreateAPIKey(ctx, vendor))
+
+	// Opening the upgraded file again keeps all of it.
+	must(t, db.Close())
+	db2 := openPath(t, path)
+	defer db2.Close()
+	w, err = db2.FindWorkspaceByID(ctx, ws)
+	must(t, err)
+	if w.Policy != policy {
+		t.Errorf("policy after reopening = %+v, want %+v", w.Policy, policy)
+	}
+	k, err = db2.FindAPIKeyByID(ctx, ws, keyID)
+	must(t, err)
+	if k.ExpiresAt == nil || !k.ExpiresAt.Equal(newExpiry) {
+		t.Errorf("old key's expiry after reopening = %v, want %v", k.ExpiresAt, newExpiry)
+	}
+	v, err := db2.FindAPIKeyByID(ctx, ws, vendor.ID)
+	must(t, err)
+	if len(v.Filter) != 1 || v.Filter["source"] != "Vendor XYZ" {
+		t.Errorf("vendor key's filter after reopening = %v", v.Filter)
+	}
+	clock := func() time.Time { return t0.Add(time.Minute) }
+	p, err := store.NewService(db2, store.WithClock(clock)).Authenticate(ctx, key)
+	if err != nil || p.KeyID != keyID || len(p.Filter) != 0 {
+		t.Errorf("authenticating the old key: %+v, %v", p, err)
 	}
 }

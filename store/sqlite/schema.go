@@ -78,6 +78,15 @@ var migrations = [][]string{
 		// Retention across all workspaces.
 		`CREATE INDEX idempotency_keys_expiry ON idempotency_keys (expires_at)`,
 	},
+	{
+		// A vendor key's record filter, a JSON object of field names to
+		// values; NULL for a key that sees the whole workspace.
+		`ALTER TABLE api_keys ADD COLUMN record_filter TEXT`,
+		// A workspace's key policy; zeros impose nothing.
+		`ALTER TABLE workspaces ADD COLUMN policy_max_lifetime_days INTEGER NOT NULL DEFAULT 0`,
+		`ALTER TABLE workspaces ADD COLUMN policy_require_expiry INTEGER NOT NULL DEFAULT 0`,
+		`ALTER TABLE workspaces ADD COLUMN policy_disable_unused_days INTEGER NOT NULL DEFAULT 0`,
+	},
 }
 
 // recordColumns are the columns every resource table has besides its

@@ -111,8 +111,8 @@ func TestSchema(t *testing.T) {
 	if mode != "wal" {
 		t.Errorf("journal_mode = %q, want wal", mode)
 	}
-	if version != 2 {
-		t.Errorf("user_version = %d, want the schema version 2", version)
+	if version != 3 {
+		t.Errorf("user_version = %d, want the schema version 3", version)
 	}
 
 	// Every resource has a table with a typed column per field.

@@ -15,11 +15,14 @@ type statements struct {
 	createWorkspace *sql.Stmt
 	findWorkspace   *sql.Stmt
 	findWorkspaces  *sql.Stmt
+	updatePolicy    *sql.Stmt
 
 	createKey     *sql.Stmt
 	findKeyByHash *sql.Stmt
 	findKeyByID   *sql.Stmt
+	findWsKey     *sql.Stmt
 	findKeys      *sql.Stmt
+	setKeyExpiry  *sql.Stmt
 	revokeKey     *sql.Stmt
 	keyExists     *sql.Stmt
 	touchKey      *sql.Stmt
@@ -55,14 +58,18 @@ func (db *DB) prepare(ctx context.Context) error {
 	w := func(q string) *sql.Stmt { return p.on(db.write, q) }
 	r := func(q string) *sql.Stmt { return p.on(db.read, q) }
 	db.stmt = statements{
-		createWorkspace: w(`INSERT INTO workspaces (id, name, created_at) VALUES (?, ?, ?)`),
-		findWorkspace:   r(`SELECT id, name, created_at FROM workspaces WHERE id = ?`),
-		findWorkspaces:  r(`SELECT id, name, created_at FROM workspaces ORDER BY created_at, id`),
+		createWorkspace: w(`INSERT INTO workspaces (` + workspaceColumns + `) VALUES (?, ?, ?, ?, ?, ?)`),
+		findWorkspace:   r(`SELECT ` + workspaceColumns + ` FROM workspaces WHERE id = ?`),
+		findWorkspaces:  r(`SELECT ` + workspaceColumns + ` FROM workspaces ORDER BY created_at, id`),
+		updatePolicy: w(`UPDATE workspaces SET policy_max_lifetime_days = ?, policy_require_expiry = ?,
+			policy_disable_unused_days = ? WHERE id = ?`),
 
-		createKey:     w(`INSERT INTO api_keys (` + keyColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+		createKey:     w(`INSERT INTO api_keys (` + keyColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
 		findKeyByHash: r(`SELECT ` + keyColumns + ` FROM api_keys WHERE hash = ?`),
 		findKeyByID:   r(`SELECT ` + keyColumns + ` FROM api_keys WHERE id = ?`),
+		findWsKey:     r(`SELECT ` + keyColumns + ` FROM api_keys WHERE workspace_id = ? AND id = ?`),
 		findKeys:      r(`SELECT ` + keyColumns + ` FROM api_keys WHERE workspace_id = ? ORDER BY created_at, id`),
+		setKeyExpiry:  w(`UPDATE api_keys SET expires_at = ? WHERE workspace_id = ? AND id = ?`),
 		revokeKey:     w(`UPDATE api_keys SET revoked_at = ? WHERE workspace_id = ? AND id = ? AND revoked_at IS NULL`),
 		keyExists:     w(`SELECT 1 FROM api_keys WHERE workspace_id = ? AND id = ?`),
 		// The condition keeps last_used_at from ever moving back, whatever

@@ -8,9 +8,28 @@ import (
 	"github.com/hustack/hustack/store"
 )
 
+const workspaceColumns = `id, name, created_at, policy_max_lifetime_days, policy_require_expiry, policy_disable_unused_days`
+
 func (db *DB) CreateWorkspace(ctx context.Context, w *store.Workspace) error {
-	_, err := db.stmt.createWorkspace.ExecContext(ctx, w.ID, w.Name, ms(w.CreatedAt))
+	p := w.Policy
+	_, err := db.stmt.createWorkspace.ExecContext(ctx, w.ID, w.Name, ms(w.CreatedAt),
+		p.MaxLifetimeDays, p.RequireExpiry, p.DisableUnusedDays)
 	return translate(err, "create workspace", "Workspace")
+}
+
+func (db *DB) UpdateWorkspacePolicy(ctx context.Context, id string, p store.KeyPolicy) error {
+	res, err := db.stmt.updatePolicy.ExecContext(ctx, p.MaxLifetimeDays, p.RequireExpiry, p.DisableUnusedDays, id)
+	if err != nil {
+		return translate(err, "update key policy", "Workspace")
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return translate(err, "update key policy", "Workspace")
+	}
+	if n == 0 {
+		return notFound("Workspace")
+	}
+	return nil
 }
 
 func (db *DB) FindWorkspaceByID(ctx context.Context, id string) (*store.Workspace, error) {
@@ -46,7 +65,8 @@ type scanner interface{ Scan(dest ...any) error }
 func scanWorkspace(s scanner) (*store.Workspace, error) {
 	var w store.Workspace
 	var created int64
-	if err := s.Scan(&w.ID, &w.Name, &created); err != nil {
+	p := &w.Policy
+	if err := s.Scan(&w.ID, &w.Name, &created, &p.MaxLifetimeDays, &p.RequireExpiry, &p.DisableUnusedDays); err != nil {
 		return nil, err
 	}
 	w.CreatedAt = fromMS(created)

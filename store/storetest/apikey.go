@@ -227,4 +227,98 @@ func (s *suite) apiKeys(t *testing.T) {
 		// The latest time any worker sent: i = rounds-2 (even), g = workers-1.
 		wantTimePtr(t, "last_used_at", got.LastUsedAt, ptr(at(time.Duration((rounds-2)*workers+workers-1)*time.Second)))
 	})
+
+	s.test(t, "FilterRoundTrip", func(t *testing.T, b store.Backend) {
+		w := newWorkspace(t, b, "w", at(0))
+		filters := []map[string]string{
+			nil,
+			{"source": "Vendor XYZ"},
+			{"source": "Zoë 株式会社 🚀", "status": "New"},
+			{"source": `{"$gt":""}`, "email": "a.b@example.com", "country": `'; DROP TABLE api_keys; --`},
+		}
+		var keys []*store.APIKey
+		for i, f := range filters {
+			k, raw := newKey(w.ID, at(time.Duration(i)*time.Second))
+			k.Filter = f
+			must(t, b.CreateAPIKey(t.Context(), k), "CreateAPIKey")
+			keys = append(keys, k)
+			byHash, err := b.FindAPIKeyByHashUnscoped(t.Context(), store.HashKey(raw))
+			must(t, err, "FindAPIKeyByHashUnscoped")
+			wantKey(t, byHash, k)
+			byID, err := b.FindAPIKeyByIDUnscoped(t.Context(), k.ID)
+			must(t, err, "FindAPIKeyByIDUnscoped")
+			wantKey(t, byID, k)
+			scoped, err := b.FindAPIKeyByID(t.Context(), w.ID, k.ID)
+			must(t, err, "FindAPIKeyByID")
+			wantKey(t, scoped, k)
+		}
+		all, err := b.FindAPIKeys(t.Context(), w.ID)
+		must(t, err, "FindAPIKeys")
+		if len(all) != len(keys) {
+			t.Fatalf("FindAPIKeys returned %d keys, want %d", len(all), len(keys))
+		}
+		for i := range keys {
+			wantKey(t, all[i], keys[i])
+		}
+	})
+
+	s.test(t, "FindByIDInWorkspace", func(t *testing.T, b store.Backend) {
+		w1 := newWorkspace(t, b, "w1", at(0))
+		w2 := newWorkspace(t, b, "w2", at(0))
+		k1 := insertKey(t, b, w1.ID, at(time.Second))
+		k2 := insertKey(t, b, w2.ID, at(2*time.Second))
+		got, err := b.FindAPIKeyByID(t.Context(), w1.ID, k1.ID)
+		must(t, err, "FindAPIKeyByID")
+		wantKey(t, got, k1)
+		got, err = b.FindAPIKeyByID(t.Context(), w2.ID, k2.ID)
+		must(t, err, "FindAPIKeyByID")
+		wantKey(t, got, k2)
+		// Another workspace's key is not found, exactly like no key.
+		_, err = b.FindAPIKeyByID(t.Context(), w2.ID, k1.ID)
+		wantCode(t, err, store.ENOTFOUND)
+		_, err = b.FindAPIKeyByID(t.Context(), w1.ID, k2.ID)
+		wantCode(t, err, store.ENOTFOUND)
+		_, err = b.FindAPIKeyByID(t.Context(), w1.ID, store.NewID())
+		wantCode(t, err, store.ENOTFOUND)
+		_, err = b.FindAPIKeyByID(t.Context(), store.NewID(), k1.ID)
+		wantCode(t, err, store.ENOTFOUND)
+		_, err = b.FindAPIKeyByID(t.Context(), `{"$gt":""}`, `{"$gt":""}`)
+		wantCode(t, err, store.ENOTFOUND)
+	})
+
+	s.test(t, "SetExpiry", func(t *testing.T, b store.Backend) {
+		w1 := newWorkspace(t, b, "w1", at(0))
+		w2 := newWorkspace(t, b, "w2", at(0))
+		k := insertKey(t, b, w1.ID, at(time.Second))
+		other := insertKey(t, b, w1.ID, at(2*time.Second))
+		other.ExpiresAt = ptr(at(72 * time.Hour))
+		must(t, b.SetAPIKeyExpiry(t.Context(), w1.ID, other.ID, *other.ExpiresAt), "SetAPIKeyExpiry(other)")
+
+		// A key without an expiry gets one; setting it again replaces it,
+		// earlier or later.
+		for _, exp := range []time.Time{at(48 * time.Hour), at(time.Hour + time.Millisecond), at(720 * time.Hour)} {
+			must(t, b.SetAPIKeyExpiry(t.Context(), w1.ID, k.ID, exp), "SetAPIKeyExpiry")
+			got, err := b.FindAPIKeyByID(t.Context(), w1.ID, k.ID)
+			must(t, err, "FindAPIKeyByID")
+			k.ExpiresAt = ptr(exp)
+			wantKey(t, got, k)
+		}
+		// The right id in the wrong workspace is not found and changes nothing.
+		wantCode(t, b.SetAPIKeyExpiry(t.Context(), w2.ID, k.ID, at(time.Minute)), store.ENOTFOUND)
+		wantCode(t, b.SetAPIKeyExpiry(t.Context(), w1.ID, store.NewID(), at(time.Minute)), store.ENOTFOUND)
+		got, err := b.FindAPIKeyByHashUnscoped(t.Context(), k.Hash)
+		must(t, err, "FindAPIKeyByHashUnscoped")
+		wantKey(t, got, k)
+		got, err = b.FindAPIKeyByID(t.Context(), w1.ID, other.ID)
+		must(t, err, "FindAPIKeyByID")
+		wantKey(t, got, other)
+
+		// A revoked key keeps its revocation.
+		must(t, b.RevokeAPIKey(t.Context(), w1.ID, other.ID, at(time.Hour)), "RevokeAPIKey")
+		must(t, b.SetAPIKeyExpiry(t.Context(), w1.ID, other.ID, at(2*time.Hour)), "SetAPIKeyExpiry(revoked)")
+		got, err = b.FindAPIKeyByID(t.Context(), w1.ID, other.ID)
+		must(t, err, "FindAPIKeyByID")
+		other.RevokedAt, other.ExpiresAt = ptr(at(time.Hour)), ptr(at(2*time.Hour))
+		wantKey(t, got, other)
+	})
 }

@@ -3,6 +3,7 @@ package storetest
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"reflect"
 	"sync"
@@ -134,6 +135,9 @@ func wantKey(t *testing.T, got, want *store.APIKey) {
 	}
 	if got.RateLimit != want.RateLimit {
 		t.Errorf("key rate limit = %v, want %v", got.RateLimit, want.RateLimit)
+	}
+	if !maps.Equal(got.Filter, want.Filter) || (len(want.Filter) == 0) != (got.Filter == nil) {
+		t.Errorf("key filter = %#v, want %#v (nil for none)", got.Filter, want.Filter)
 	}
 	wantTime(t, "created_at", got.CreatedAt, want.CreatedAt)
 	wantTimePtr(t, "expires_at", got.ExpiresAt, want.ExpiresAt)

@@ -98,7 +98,8 @@ func (s *spy) FindRecords(ctx context.Context, r *store.Resource, ws string, q s
 
 // call runs operation op through sc with valid arguments. existingID is a
 // record of op's resource; fresh makes a new one, for the operations that
-// use a record up.
+// use a record up, or a new key that any key with admin:keys manages, for
+// the key operations.
 func call(t *testing.T, sc *store.Scoped, op store.Operation, existingID string, fresh func() string) error {
 	t.Helper()
 	ctx := t.Context()
@@ -132,6 +133,20 @@ func call(t *testing.T, sc *store.Scoped, op store.Operation, existingID string,
 		_, err = sc.CountUsage(ctx, store.UsageQuery{}, store.GroupByDay)
 	case store.ActionUsageLogs:
 		_, err = sc.FindUsageLogs(ctx, store.UsageQuery{}, store.ListParams{Limit: 10})
+	case store.ActionListKeys:
+		_, err = sc.FindAPIKeys(ctx)
+	case store.ActionGetKey:
+		_, err = sc.FindAPIKeyByID(ctx, fresh())
+	case store.ActionCreateKey:
+		_, _, err = sc.CreateAPIKey(ctx, store.KeyInput{Name: "made by a key", Scopes: []store.Scope{store.ScopeAdminKeys}})
+	case store.ActionRevokeKey:
+		_, err = sc.RevokeAPIKey(ctx, fresh())
+	case store.ActionRotateKey:
+		_, _, err = sc.RotateAPIKey(ctx, fresh(), store.DefaultRotationOverlap)
+	case store.ActionGetPolicy:
+		_, err = sc.KeyPolicy(ctx)
+	case store.ActionUpdatePolicy:
+		_, err = sc.UpdateKeyPolicy(ctx, store.KeyPolicy{})
 	default:
 		t.Fatalf("operation %s: the suite does not know how to call action %q; add it to storetest", op.Name, op.Action)
 	}
@@ -332,6 +347,12 @@ func (s *suite) service(t *testing.T) {
 		for _, op := range store.Operations {
 			id := existing[op.Resource]
 			fresh := func() string {
+				if op.Resource == nil {
+					k, _, err := e.svc.CreateAPIKey(t.Context(), store.KeyInput{WorkspaceID: e.wa.ID, Name: "target",
+						Scopes: []store.Scope{store.ScopeAdminKeys}})
+					must(t, err, "CreateAPIKey")
+					return k.ID
+				}
 				rec, err := full.CreateRecord(t.Context(), op.Resource, validInput(op.Resource, 0))
 				must(t, err, "CreateRecord")
 				return rec.ID

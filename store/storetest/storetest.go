@@ -57,6 +57,8 @@ func Run(t *testing.T, open Open, opts ...Option) {
 	t.Run("Idempotency", s.idempotency)
 	t.Run("Usage", s.usage)
 	t.Run("Service", s.service)
+	t.Run("KeyAdmin", s.keyAdmin)
+	t.Run("VendorKeys", s.vendorKeys)
 
 	if f := flag.Lookup("test.run"); f != nil && f.Value.String() != "" {
 		return // a filtered run need not reach every skipped subtest

@@ -78,4 +78,47 @@ func (s *suite) workspaces(t *testing.T) {
 			}
 		}
 	})
+
+	s.test(t, "PolicyRoundTrip", func(t *testing.T, b store.Backend) {
+		plain := newWorkspace(t, b, "plain", at(0))
+		strict := &store.Workspace{ID: store.NewID(), Name: "strict", CreatedAt: at(time.Second),
+			Policy: store.KeyPolicy{MaxLifetimeDays: 366, RequireExpiry: true, DisableUnusedDays: 90}}
+		must(t, b.CreateWorkspace(t.Context(), strict), "CreateWorkspace")
+		wantPolicy := func(id string, want store.KeyPolicy) {
+			t.Helper()
+			got, err := b.FindWorkspaceByID(t.Context(), id)
+			must(t, err, "FindWorkspaceByID")
+			if got.Policy != want {
+				t.Errorf("workspace %s: policy = %+v, want %+v", id, got.Policy, want)
+			}
+			all, err := b.FindWorkspaces(t.Context())
+			must(t, err, "FindWorkspaces")
+			for _, w := range all {
+				if w.ID == id && w.Policy != want {
+					t.Errorf("FindWorkspaces: workspace %s has policy %+v, want %+v", id, w.Policy, want)
+				}
+			}
+		}
+		wantPolicy(plain.ID, store.KeyPolicy{})
+		wantPolicy(strict.ID, strict.Policy)
+
+		// Each update replaces the whole policy of one workspace only.
+		for _, p := range []store.KeyPolicy{
+			{RequireExpiry: true},
+			{MaxLifetimeDays: 30, DisableUnusedDays: 3660},
+			{DisableUnusedDays: 1},
+			{},
+		} {
+			must(t, b.UpdateWorkspacePolicy(t.Context(), plain.ID, p), "UpdateWorkspacePolicy")
+			wantPolicy(plain.ID, p)
+			wantPolicy(strict.ID, strict.Policy)
+		}
+		wantCode(t, b.UpdateWorkspacePolicy(t.Context(), store.NewID(), store.KeyPolicy{RequireExpiry: true}), store.ENOTFOUND)
+		got, err := b.FindWorkspaceByID(t.Context(), strict.ID)
+		must(t, err, "FindWorkspaceByID")
+		if got.Name != "strict" {
+			t.Errorf("name = %q after policy updates, want strict", got.Name)
+		}
+		wantTime(t, "created_at", got.CreatedAt, strict.CreatedAt)
+	})
 }
