@@ -11,10 +11,12 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/hustack/hustack/api/console"
 	"github.com/hustack/hustack/store"
 )
 
@@ -50,6 +52,9 @@ type RateDecision struct {
 const (
 	HealthPath = "/api/v1/health"
 	MCPPath    = "/mcp"
+	// ConsolePath serves the key administration screen; ConsolePath
+	// without its trailing slash redirects there.
+	ConsolePath = console.Path
 )
 
 // MaxBodyBytes is the largest request body accepted (1 MiB).
@@ -101,6 +106,7 @@ func New(cfg Config) http.Handler {
 
 	e.GET(HealthPath, health)
 	registerDocs(e, s)
+	registerConsole(e, console.Handler())
 
 	// Authenticated routes: usage is recorded for every request that passed
 	// authentication (including rate-limited ones); the inner recovery lets a
@@ -122,6 +128,16 @@ func New(cfg Config) http.Handler {
 		}
 	}
 	return e
+}
+
+// registerConsole serves the console's static files without
+// authentication: the page itself authenticates, by calling the API with the
+// admin key the user pastes. The console sets its own Content-Security-Policy
+// (scripts and styles of its own origin, no inline script).
+func registerConsole(r gin.IRouter, h http.Handler) {
+	serve := gin.WrapH(h)
+	r.GET(strings.TrimSuffix(ConsolePath, "/"), serve)
+	r.GET(ConsolePath+"*filepath", serve)
 }
 
 type healthBody struct {

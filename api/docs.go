@@ -5,6 +5,7 @@ import (
 	"embed"
 	"fmt"
 	"html/template"
+	"maps"
 	"net/http"
 	"slices"
 	"strconv"
@@ -20,8 +21,9 @@ import (
 var docsFiles embed.FS
 
 var (
-	docsTemplate = template.Must(template.New("page.html.tmpl").ParseFS(docsFiles, "docs/page.html.tmpl"))
-	docsCSS      = must(docsFiles.ReadFile("docs/hustack.css"))
+	docsTemplate = template.Must(template.New("page.html.tmpl").Funcs(template.FuncMap{"filterPairs": filterPairs}).
+			ParseFS(docsFiles, "docs/page.html.tmpl"))
+	docsCSS = must(docsFiles.ReadFile("docs/hustack.css"))
 )
 
 func must[T any](v T, err error) T {
@@ -45,8 +47,8 @@ var (
 )
 
 // docCache keeps the documents of recently seen keys. Everything a
-// document shows of its key (id, name, prefix, scopes) is in the cache key,
-// so a changed key gets a new document.
+// document shows of its key (id, name, prefix, scopes, filter) is in the
+// cache key, so a changed key gets a new document.
 type docCache struct {
 	build func(p *store.Principal) ([]byte, error)
 	mu    sync.Mutex
@@ -63,6 +65,10 @@ func (dc *docCache) get(p *store.Principal) ([]byte, error) {
 	}
 	for _, sc := range p.Scopes {
 		k.WriteString("," + string(sc))
+	}
+	for _, f := range slices.Sorted(maps.Keys(p.Filter)) {
+		v := p.Filter[f]
+		k.WriteString(";" + strconv.Itoa(len(f)) + ":" + f + strconv.Itoa(len(v)) + ":" + v)
 	}
 	dc.mu.Lock()
 	b, ok := dc.docs[k.String()]
@@ -81,6 +87,18 @@ func (dc *docCache) get(p *store.Principal) ([]byte, error) {
 	dc.docs[k.String()] = b
 	dc.mu.Unlock()
 	return b, nil
+}
+
+// filterPair is one field of a record filter, for the HTML page.
+type filterPair struct{ Name, Value string }
+
+// filterPairs lists a record filter's fields in name order.
+func filterPairs(f map[string]string) []filterPair {
+	var out []filterPair
+	for _, k := range slices.Sorted(maps.Keys(f)) {
+		out = append(out, filterPair{k, f[k]})
+	}
+	return out
 }
 
 // registerDocs serves the OpenAPI document and its HTML page. Both are
@@ -401,13 +419,13 @@ func docsSchemaOf(name string, s *oaSchema) docsSchema {
 	if len(s.Properties) == 0 {
 		ds.Type = typeOf(&oaSchema{Type: s.Type, Format: s.Format, Enum: s.Enum, Pattern: s.Pattern,
 			MinLength: s.MinLength, MaxLength: s.MaxLength, Minimum: s.Minimum, Maximum: s.Maximum,
-			Items: s.Items, OneOf: s.OneOf, AnyOf: s.AnyOf})
+			Items: s.Items, OneOf: s.OneOf, AnyOf: s.AnyOf, AdditionalProperties: s.AdditionalProperties})
 	}
 	for _, pr := range s.Properties {
 		ds.Props = append(ds.Props, docsProp{Name: pr.Name, Required: slices.Contains(s.Required, pr.Name),
 			Type: typeOf(pr.Schema), Description: text(pr.Schema.Description)})
 	}
-	if s.AdditionalProperties != nil && !*s.AdditionalProperties {
+	if s.AdditionalProperties != nil && s.AdditionalProperties.Schema == nil {
 		ds.Notes = append(ds.Notes, "No other properties are accepted.")
 	}
 	if len(s.AnyOf) > 0 && len(s.Properties) > 0 {
@@ -452,6 +470,11 @@ func typeOf(s *oaSchema) docsType {
 		if name == "array" && s.Items != nil {
 			add("array of ")
 			t = append(t, typeOf(s.Items)...)
+			continue
+		}
+		if name == "object" && s.AdditionalProperties != nil && s.AdditionalProperties.Schema != nil {
+			add("object of ")
+			t = append(t, typeOf(s.AdditionalProperties.Schema)...)
 			continue
 		}
 		add(name)

@@ -88,7 +88,9 @@ func (s *server) runIdempotent(c *gin.Context, rt Route) {
 				}
 			}()
 			c.Next()
-			return store.IdempotentResponse{Status: buf.status, Body: buf.body.Bytes()}, nil
+			// A response holding a secret (a new API key) is remembered
+			// without it.
+			return store.IdempotentResponse{Status: buf.status, Body: redactedBody(c, buf.body.Bytes())}, nil
 		})
 	switch {
 	case panicked != nil:
@@ -142,19 +144,24 @@ func fingerprint(p store.Principal, req *http.Request, body []byte) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-// replay writes a remembered response. A 201 names the new record in
+// replay writes a remembered response. A 201 names the new record or key in
 // Location again, as the first response did.
 func replay(c *gin.Context, rt Route, resp store.IdempotentResponse) {
 	if len(resp.Body) == 0 {
 		c.Status(resp.Status)
 		return
 	}
-	if resp.Status == http.StatusCreated && rt.Operation.Resource != nil {
+	if resp.Status == http.StatusCreated {
 		var rec struct {
 			ID string `json:"id"`
 		}
 		if json.Unmarshal(resp.Body, &rec) == nil && store.ValidID(rec.ID) {
-			c.Header("Location", APIPrefix+"/"+rt.Operation.Resource.Name+"/"+rec.ID)
+			switch {
+			case rt.Operation.Resource != nil:
+				c.Header("Location", APIPrefix+"/"+rt.Operation.Resource.Name+"/"+rec.ID)
+			case rt.Operation.Action == store.ActionCreateKey || rt.Operation.Action == store.ActionRotateKey:
+				c.Header("Location", keyLocation(rec.ID))
+			}
 		}
 	}
 	c.Data(resp.Status, gin.MIMEJSON+"; charset=utf-8", resp.Body)

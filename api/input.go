@@ -231,14 +231,8 @@ func decodeBatch(req *http.Request) (inputs []map[string]any, bad map[int]string
 // decodeObject reads a request body that must be one JSON object in UTF-8.
 // Numbers stay json.Number so that store sees exactly what was sent.
 func decodeObject(req *http.Request) (map[string]any, error) {
-	if ct := req.Header.Get("Content-Type"); ct != "" {
-		mt, params, err := mime.ParseMediaType(ct)
-		if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
-			return nil, &store.Error{Code: EUNSUPPORTEDMEDIA, Message: errMessageMediaType}
-		}
-		if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") && !strings.EqualFold(cs, "utf8") {
-			return nil, &store.Error{Code: EUNSUPPORTEDMEDIA, Message: "The request body must be encoded as UTF-8."}
-		}
+	if err := checkMediaType(req); err != nil {
+		return nil, err
 	}
 	if req.Body == nil {
 		return nil, store.Errorf(store.EBADREQUEST, "The request body is empty. %s", errMessageBadReqBody)
@@ -270,6 +264,23 @@ func decodeObject(req *http.Request) (map[string]any, error) {
 		return nil, store.Errorf(store.EBADREQUEST, "%s Got %s.", errMessageBadReqBody, jsonKind(v))
 	}
 	return obj, nil
+}
+
+// checkMediaType refuses a Content-Type other than JSON in UTF-8; a body
+// without one is read as JSON.
+func checkMediaType(req *http.Request) error {
+	ct := req.Header.Get("Content-Type")
+	if ct == "" {
+		return nil
+	}
+	mt, params, err := mime.ParseMediaType(ct)
+	if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
+		return &store.Error{Code: EUNSUPPORTEDMEDIA, Message: errMessageMediaType}
+	}
+	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") && !strings.EqualFold(cs, "utf8") {
+		return &store.Error{Code: EUNSUPPORTEDMEDIA, Message: "The request body must be encoded as UTF-8."}
+	}
+	return nil
 }
 
 func jsonSyntaxError(err error) error {

@@ -441,7 +441,8 @@ func TestRoutes(t *testing.T) {
 			t.Fatal("api.New does not return a *gin.Engine")
 		}
 		want := map[string]bool{"GET " + api.HealthPath: true, "GET " + api.OpenAPIPath: true,
-			"GET " + api.DocsPath: true, "GET " + api.DocsCSSPath: true}
+			"GET " + api.DocsPath: true, "GET " + api.DocsCSSPath: true,
+			"GET " + strings.TrimSuffix(api.ConsolePath, "/"): true, "GET " + api.ConsolePath + "*filepath": true}
 		for k := range byRoute {
 			want[k] = true
 		}
@@ -472,9 +473,12 @@ func TestRoutes(t *testing.T) {
 func checkRouteData(t *testing.T, rt api.Route) {
 	t.Helper()
 	k := rt.Method + " " + rt.Path
-	writes := rt.Method == http.MethodPost || rt.Method == http.MethodPatch || rt.Method == http.MethodPut
-	if rt.Body != writes || rt.Body != (rt.BodyKind != api.BodyNone) {
-		t.Errorf("route %s: Body %v, BodyKind %q", k, rt.Body, rt.BodyKind)
+	// PATCH and PUT read a body, GET and DELETE never; a POST usually
+	// does (revoking a key takes none).
+	bodyOK := map[string]bool{http.MethodPatch: rt.Body, http.MethodPut: rt.Body, http.MethodGet: !rt.Body,
+		http.MethodDelete: !rt.Body, http.MethodPost: rt.Body || rt.Operation.Action == store.ActionRevokeKey}
+	if !bodyOK[rt.Method] || rt.Body != (rt.BodyKind != api.BodyNone) || (rt.BodyOptional && !rt.Body) {
+		t.Errorf("route %s: Body %v, BodyKind %q, BodyOptional %v", k, rt.Body, rt.BodyKind, rt.BodyOptional)
 	}
 	if rt.Idempotent != (rt.Method != http.MethodGet) || rt.Idempotent == rt.Operation.ReadOnly {
 		t.Errorf("route %s: Idempotent %v", k, rt.Idempotent)

@@ -3,6 +3,7 @@ package api
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"slices"
 	"strconv"
@@ -53,6 +54,8 @@ type docBuilder struct {
 	doc     *oaDocument
 	headers map[string]*oaHeader // every reusable header, by name
 	ops     int                  // operations added so far
+	// filter is the record filter of the key the document is made for.
+	filter map[string]string
 }
 
 func buildOpenAPI(p *store.Principal) *oaDocument {
@@ -82,9 +85,15 @@ func buildOpenAPI(p *store.Principal) *oaDocument {
 		for i, s := range p.Scopes {
 			scopes[i] = string(s)
 		}
-		b.doc.Key = &oaKeyInfo{ID: p.KeyID, Name: p.KeyName, Prefix: p.KeyPrefix, Scopes: scopes}
+		b.doc.Key = &oaKeyInfo{ID: p.KeyID, Name: p.KeyName, Prefix: p.KeyPrefix, Scopes: scopes, Filter: maps.Clone(p.Filter)}
 		b.doc.Info.Description += fmt.Sprintf("\n\nThis document lists only the operations that the API key %q (%s...) may call, with its scopes: %s.",
 			p.KeyName, p.KeyPrefix, strings.Join(scopes, ", "))
+		if len(p.Filter) > 0 {
+			b.filter = maps.Clone(p.Filter)
+			b.doc.Info.Description += fmt.Sprintf(" The key carries the record filter %s: it reads only records with %s, "+
+				"every record it creates is stamped with %s, and it cannot move a record out of the filter. "+
+				"Record operations show the filter as `x-hustack-filter`.", filterText(p.Filter), filterText(p.Filter), filterText(p.Filter))
+		}
 	}
 
 	used := map[string]bool{}
@@ -119,6 +128,7 @@ func allTags() []oaTag {
 	return append(out,
 		oaTag{Name: "me", Description: "The calling API key and its workspace."},
 		oaTag{Name: "usage", Description: "The workspace's API usage: request counts and the request log."},
+		oaTag{Name: "keys", Description: "The workspace's API keys and key policy, for keys with the scope admin:keys."},
 		oaTag{Name: "meta", Description: "Health check and this documentation."},
 	)
 }
@@ -132,6 +142,8 @@ func tagOf(op store.Operation) string {
 		return "me"
 	case op.Action == store.ActionUsageCounts || op.Action == store.ActionUsageLogs:
 		return "usage"
+	case op.Scope == store.ScopeAdminKeys:
+		return "keys"
 	}
 	return "meta"
 }
@@ -165,7 +177,7 @@ func (b *docBuilder) routeOperation(rt Route) *oaOperation {
 		OperationID: op.Name,
 		Tags:        []string{tagOf(op)},
 		Summary:     op.Summary,
-		Description: operationDescription(rt),
+		Description: operationDescription(rt, b.filter),
 		Security:    []oaSecurity{{bearerScheme: {}}},
 		method:      rt.Method,
 		path:        openAPIPath(rt.Path),
@@ -186,8 +198,12 @@ func (b *docBuilder) routeOperation(rt Route) *oaOperation {
 	if rt.Idempotent {
 		o.Parameters = append(o.Parameters, b.idempotencyKeyParam())
 	}
+	if op.Resource != nil && len(b.filter) > 0 {
+		o.Filter = maps.Clone(b.filter)
+	}
 	if kind := bodyKindOf(rt); kind != BodyNone {
 		o.RequestBody = b.requestBody(op.Resource, kind)
+		o.RequestBody.Required = !rt.BodyOptional
 	}
 	for _, r := range rt.Responses {
 		o.Responses = append(o.Responses, b.response(rt, r))
@@ -218,8 +234,9 @@ func bodyKindOf(rt Route) BodyKind {
 }
 
 // operationDescription explains an operation beyond its summary: the scope
-// it requires and what its action means for a client.
-func operationDescription(rt Route) string {
+// it requires, what its action means for a client and, in the document of a
+// vendor key, what its record filter does to the operation.
+func operationDescription(rt Route, filter map[string]string) string {
 	op := rt.Operation
 	var parts []string
 	if op.Scope != "" {
@@ -256,12 +273,66 @@ func operationDescription(rt Route) string {
 		parts = append(parts, fmt.Sprintf("Each of 1 to %d records, each with its `external_id`, is upserted on its own; the answer is 200 with one result per record, "+
 			"in order: status 201 (created) or 200 (updated) with `data`, or an error status with `error`.", store.MaxBatch))
 	case store.ActionWhoami:
-		parts = append(parts, "Use it as a connection test: it answers 200 for any valid key, with the key's scopes and rate limit.")
+		parts = append(parts, "Use it as a connection test: it answers 200 for any valid key, with the key's scopes, record filter and rate limit.")
+	case store.ActionListKeys, store.ActionGetKey:
+		parts = append(parts, "A key sees the keys it manages: those of its workspace that it could have created itself "+
+			"(no scope it lacks, its own record filter). Never shows a key itself, only its `prefix`; `status` is active, expiring (within 7 days), expired or revoked, "+
+			"and `requests_7d` counts its requests over the last 7 days.")
+	case store.ActionCreateKey:
+		parts = append(parts, "The answer holds the key itself in `key`, this once only: store it safely. "+
+			"No privilege escalation: the scopes must be among the calling key's (`admin:keys` included), a filtered caller's filter is kept, "+
+			"and `rate_limit` may not exceed the caller's (by default the new key gets the caller's). Give `expires_at` or `expires_in`, not both; "+
+			"the workspace's key policy may require one and cap it. A scope the caller lacks, an unknown scope or a filter that cannot apply answers 400.")
+	case store.ActionRevokeKey:
+		parts = append(parts, "The key stops working at once (within a second across processes): its requests answer 410 `revoked_key`. A key may revoke itself.")
+	case store.ActionRotateKey:
+		parts = append(parts, fmt.Sprintf("Creates a key with the same name, scopes, filter and rate limit, and returns it once in `key`. "+
+			"The old key keeps working for `expire_old_in` (default %s, at most 90 days; \"now\" ends it at once), then answers 410 `expired_key`. "+
+			"The body may be left out.", "7 days"))
+	case store.ActionGetPolicy:
+		parts = append(parts, "Zero values impose nothing.")
+	case store.ActionUpdatePolicy:
+		parts = append(parts, "The body is the whole policy; every field is required. `max_key_lifetime_days` caps the expiry of new keys (and makes one mandatory), "+
+			"`require_expiry` refuses keys without one, `disable_unused_after_days` lets a periodic task revoke keys unused that long (0: off). "+
+			"Existing keys are not changed. A key with a record filter cannot change the policy (403).")
+	}
+	if len(filter) > 0 && r != nil {
+		parts = append(parts, filterNote(op.Action, r, filter))
 	}
 	if rt.Idempotent {
 		parts = append(parts, "Send an `Idempotency-Key` header to retry safely.")
 	}
 	return strings.Join(parts, " ")
+}
+
+// filterText writes a record filter for people: source = "Vendor XYZ" and
+// country = "DE".
+func filterText(f map[string]string) string {
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(f)) {
+		parts = append(parts, fmt.Sprintf("`%s` = %q", k, f[k]))
+	}
+	return strings.Join(parts, " and ")
+}
+
+// filterNote says what a vendor key's record filter does to an operation.
+func filterNote(a store.Action, r *store.Resource, f map[string]string) string {
+	ft := filterText(f)
+	head := "Through this API key (record filter " + ft + "): "
+	switch a {
+	case store.ActionList:
+		return head + fmt.Sprintf("only %s with %s are listed.", r.Name, ft)
+	case store.ActionGet, store.ActionDelete:
+		return head + fmt.Sprintf("%s %s without %s answers 404.", strings.ToUpper(article(r.Singular)[:1])+article(r.Singular)[1:], r.Singular, ft)
+	case store.ActionUpdate:
+		return head + fmt.Sprintf("a %s without %s answers 404, and the filtered fields cannot be changed or cleared (400).", r.Singular, ft)
+	case store.ActionCreate, store.ActionBatchCreate:
+		return head + fmt.Sprintf("new %s are stamped with %s; another value is refused with 400.", r.Name, ft)
+	case store.ActionUpsert, store.ActionBatchUpsert:
+		return head + fmt.Sprintf("new %s are stamped with %s; another value is refused with 400, "+
+			"and an external_id of a record outside the filter is a conflict (409).", r.Name, ft)
+	}
+	return head + "it applies."
 }
 
 // referencedBy lists the fields of other resources that refer to r.
@@ -394,6 +465,12 @@ func (b *docBuilder) requestBody(r *store.Resource, kind BodyKind) *oaRequestBod
 		s, desc = b.batchRequestSchema(r, false), fmt.Sprintf("1 to %d new %s.", store.MaxBatch, r.Name)
 	case BodyBatchUpsert:
 		s, desc = b.batchRequestSchema(r, true), fmt.Sprintf("1 to %d %s to upsert, each with its external_id.", store.MaxBatch, r.Name)
+	case BodyKeyCreate:
+		s, desc = b.createKeySchema(), "The new key's name, scopes and optional filter, expiry and rate limit."
+	case BodyKeyRotate:
+		s, desc = b.rotateKeySchema(), "How long the old key keeps working; may be left out."
+	case BodyKeyPolicy:
+		s, desc = b.keyPolicySchema(), "The whole key policy."
 	default:
 		s, desc = &oaSchema{Type: oaTypes{"object"}}, "A JSON object."
 	}
@@ -426,6 +503,16 @@ func (b *docBuilder) response(rt Route, r Response) *oaResponse {
 		s = b.usageCountsSchema()
 	case ResponseUsageLogs:
 		s = b.usageLogPageSchema()
+	case ResponseKeyList:
+		s = b.keyListSchema()
+	case ResponseKey:
+		s = b.keyInfoSchema()
+	case ResponseNewKey:
+		s = b.newKeySchema()
+	case ResponseRotatedKey:
+		s = b.rotatedKeySchema()
+	case ResponseKeyPolicy:
+		s = b.keyPolicySchema()
 	case ResponseError:
 		s = b.errorSchema(r.Codes)
 		if len(r.Codes) > 0 {
@@ -482,7 +569,7 @@ func reusableHeaders() map[string]*oaHeader {
 		RequestIDHeader: {Required: true, Schema: str(),
 			Description: "The request's id: the client's own X-Request-Id when it sent a sane one (1 to 128 of letters, digits and ._:-), else a new one. Error bodies repeat it as request_id."},
 		"Location": {Required: true, Schema: &oaSchema{Type: oaTypes{"string"}, Format: "uri-reference"},
-			Description: "The path of the new record."},
+			Description: "The path of the new record or API key."},
 		"WWW-Authenticate": {Required: true, Schema: &oaSchema{Type: oaTypes{"string"}, Enum: []any{"Bearer"}},
 			Description: "Always Bearer."},
 		"Retry-After": {Required: true, Schema: &oaSchema{Type: oaTypes{"integer"}, Minimum: floatp(1)},
@@ -714,7 +801,11 @@ func (b *docBuilder) tombstoneSchema() *oaSchema {
 func (b *docBuilder) inputProps(r *store.Resource, nullable func(store.Field) bool) oaProps {
 	var props oaProps
 	for _, f := range r.Fields {
-		props = append(props, oaProp{Name: f.Name, Schema: b.inputFieldSchema(r, f, nullable(f))})
+		s := b.inputFieldSchema(r, f, nullable(f))
+		if v, ok := b.filter[f.Name]; ok {
+			s.Description = strings.TrimSpace(s.Description + fmt.Sprintf(" Through this API key always %q: set by the server, and another value is refused.", v))
+		}
+		props = append(props, oaProp{Name: f.Name, Schema: s})
 	}
 	return props
 }
@@ -732,7 +823,7 @@ func oneOfRequired(r *store.Resource) []*oaSchema {
 
 func (b *docBuilder) createSchema(r *store.Resource) *oaSchema {
 	return b.schema(schemaName(r, "Create"), func() *oaSchema {
-		s := &oaSchema{Type: oaTypes{"object"}, AdditionalProperties: boolp(false),
+		s := &oaSchema{Type: oaTypes{"object"}, AdditionalProperties: noOtherProperties(),
 			Description: fmt.Sprintf("The fields of a new %s. Optional fields may be left out or null. %s",
 				r.Singular, requiredFieldsNote(r)),
 			Properties: b.inputProps(r, func(f store.Field) bool { return !f.Required }),
@@ -748,7 +839,7 @@ func (b *docBuilder) createSchema(r *store.Resource) *oaSchema {
 
 func (b *docBuilder) patchSchema(r *store.Resource) *oaSchema {
 	return b.schema(schemaName(r, "Patch"), func() *oaSchema {
-		return &oaSchema{Type: oaTypes{"object"}, AdditionalProperties: boolp(false),
+		return &oaSchema{Type: oaTypes{"object"}, AdditionalProperties: noOtherProperties(),
 			Description: fmt.Sprintf("Some fields of %s %s. Fields left out keep their values; null or \"\" clears an optional field; required fields cannot be cleared.",
 				article(r.Singular), r.Singular),
 			Properties: b.inputProps(r, func(f store.Field) bool { return !f.Required })}
@@ -757,7 +848,7 @@ func (b *docBuilder) patchSchema(r *store.Resource) *oaSchema {
 
 func (b *docBuilder) upsertSchema(r *store.Resource) *oaSchema {
 	return b.schema(schemaName(r, "Upsert"), func() *oaSchema {
-		return &oaSchema{Type: oaTypes{"object"}, AdditionalProperties: boolp(false),
+		return &oaSchema{Type: oaTypes{"object"}, AdditionalProperties: noOtherProperties(),
 			Description: fmt.Sprintf("The fields of the %s with the path's external_id: complete (as for a create) when it does not exist yet, "+
 				"else the fields to change (as for an update). An external_id here must equal the path's.", r.Singular),
 			Properties: b.inputProps(r, func(f store.Field) bool { return !f.Required })}
@@ -766,7 +857,7 @@ func (b *docBuilder) upsertSchema(r *store.Resource) *oaSchema {
 
 func (b *docBuilder) batchUpsertItemSchema(r *store.Resource) *oaSchema {
 	return b.schema(schemaName(r, "BatchUpsertItem"), func() *oaSchema {
-		return &oaSchema{Type: oaTypes{"object"}, AdditionalProperties: boolp(false),
+		return &oaSchema{Type: oaTypes{"object"}, AdditionalProperties: noOtherProperties(),
 			Description: fmt.Sprintf("The fields of %s %s to upsert by its external_id, which is required: complete when it does not exist yet, else the fields to change.",
 				article(r.Singular), r.Singular),
 			Properties: b.inputProps(r, func(f store.Field) bool { return !f.Required && f.Name != store.ExternalIDField }),
@@ -788,7 +879,7 @@ func (b *docBuilder) batchRequestSchema(r *store.Resource, upsert bool) *oaSchem
 		records := &oaSchema{Type: oaTypes{"array"}, Items: item, MinItems: intp(1), MaxItems: intp(store.MaxBatch),
 			Description: fmt.Sprintf("1 to %d records, each handled on its own.", store.MaxBatch)}
 		s := object("A batch of "+r.Name+".", oaProp{Name: "records", Schema: records})
-		s.AdditionalProperties = boolp(false)
+		s.AdditionalProperties = noOtherProperties()
 		return s
 	})
 }
@@ -844,7 +935,7 @@ func (b *docBuilder) pageSchema(r *store.Resource) *oaSchema {
 
 func (b *docBuilder) scopeSchema() *oaSchema {
 	return b.schema("Scope", func() *oaSchema {
-		s := &oaSchema{Type: oaTypes{"string"}, Description: "A permission of an API key: read:<resource>, write:<resource> or read:usage."}
+		s := &oaSchema{Type: oaTypes{"string"}, Description: "A permission of an API key: read:<resource>, write:<resource>, read:usage or admin:keys."}
 		for _, sc := range store.AllScopes() {
 			s.Enum = append(s.Enum, string(sc))
 		}
@@ -865,6 +956,7 @@ func (b *docBuilder) meSchema() *oaSchema {
 				prop("name", "The key's name.", strType()),
 				prop("prefix", "The first characters of the key, for recognising it.", strType()),
 				prop("scopes", "The key's scopes.", &oaSchema{Type: oaTypes{"array"}, Items: b.scopeSchema()}),
+				prop("filter", "The key's record filter; null for a key that sees the whole workspace.", b.keyFilterSchema()),
 				prop("rate_limit", "The key's rate limit, as requests per period: 100/10s, 600/m.", strType()),
 				prop("created_at", "When the key was created.", dateTime(false)),
 				prop("expires_at", "When the key expires; null if never.", dateTime(true)))

@@ -118,12 +118,17 @@ func TestOpenAPIDocument(t *testing.T) {
 	checkOASSchema(t, r.body)
 
 	// Filtered documents are valid too.
-	for _, scopes := range [][]store.Scope{{store.ReadScope("accounts")}, {store.ScopeUsage}, {store.WriteScope("notes"), store.ReadScope("deals")}} {
+	for _, scopes := range [][]store.Scope{{store.ReadScope("accounts")}, {store.ScopeUsage}, {store.WriteScope("notes"), store.ReadScope("deals")}, {store.ScopeAdminKeys}} {
 		_, key := e.newKey(e.svc, e.wsA.ID, scopes, nil)
 		body := getDoc(t, e, api.OpenAPIPath, key).body
 		loadOpenAPI(t, body)
 		checkOASSchema(t, body)
 	}
+	_, vendor := e.newFilteredKey(e.wsA.ID, []store.Scope{store.ReadScope("leads"), store.WriteScope("leads"), store.ScopeAdminKeys},
+		map[string]string{"source": "Vendor XYZ"})
+	body := getDoc(t, e, api.OpenAPIPath, vendor).body
+	loadOpenAPI(t, body)
+	checkOASSchema(t, body)
 }
 
 // TestOpenAPIRoutes checks the document against the route table and the
@@ -284,8 +289,8 @@ func checkDocumentedOperation(t *testing.T, rt api.Route, op *openapi3.Operation
 	if (op.RequestBody != nil) != rt.Body {
 		t.Errorf("%s: request body documented %v, route reads one %v", name, op.RequestBody != nil, rt.Body)
 	}
-	if op.RequestBody != nil && (!op.RequestBody.Value.Required || op.RequestBody.Value.Content.Get("application/json") == nil) {
-		t.Errorf("%s: request body not required JSON", name)
+	if op.RequestBody != nil && (op.RequestBody.Value.Required == rt.BodyOptional || op.RequestBody.Value.Content.Get("application/json") == nil) {
+		t.Errorf("%s: request body not JSON, or required %v while the route's is optional %v", name, op.RequestBody.Value.Required, rt.BodyOptional)
 	}
 
 	var statuses []int
@@ -446,6 +451,67 @@ func TestOpenAPIPerKey(t *testing.T) {
 					t.Errorf("page for key %s does not show its prefix", k.id)
 				}
 			}
+		}
+	})
+	t.Run("vendor key: the filter and the stamped values", func(t *testing.T) {
+		filter := map[string]string{"source": "Vendor XYZ", "status": "New"}
+		k, key := e.newFilteredKey(e.wsA.ID, []store.Scope{store.ReadScope("leads"), store.WriteScope("leads")}, filter)
+		body := getDoc(t, e, api.OpenAPIPath, key).body
+		doc := loadOpenAPI(t, body)
+		var d struct {
+			Info struct {
+				Description string `json:"description"`
+			} `json:"info"`
+			Key struct {
+				ID     string            `json:"id"`
+				Filter map[string]string `json:"filter"`
+			} `json:"x-hustack-key"`
+		}
+		if err := json.Unmarshal(body, &d); err != nil {
+			t.Fatal(err)
+		}
+		if d.Key.ID != k.ID || len(d.Key.Filter) != 2 || d.Key.Filter["source"] != "Vendor XYZ" || d.Key.Filter["status"] != "New" {
+			t.Errorf("x-hustack-key %+v", d.Key)
+		}
+		if !strings.Contains(d.Info.Description, "`source` = \"Vendor XYZ\" and `status` = \"New\"") {
+			t.Errorf("description does not show the filter: %s", d.Info.Description)
+		}
+		n := 0
+		for _, item := range doc.Paths.Map() {
+			for _, op := range item.Operations() {
+				if !strings.HasSuffix(op.OperationID, "lead") && !strings.HasSuffix(op.OperationID, "leads") {
+					if _, ok := op.Extensions["x-hustack-filter"]; ok {
+						t.Errorf("%s has x-hustack-filter", op.OperationID)
+					}
+					continue
+				}
+				n++
+				f, _ := op.Extensions["x-hustack-filter"].(map[string]any)
+				if len(f) != 2 || f["source"] != "Vendor XYZ" || f["status"] != "New" {
+					t.Errorf("%s: x-hustack-filter %v", op.OperationID, op.Extensions["x-hustack-filter"])
+				}
+				if !strings.Contains(op.Description, `"Vendor XYZ"`) {
+					t.Errorf("%s: description does not show the filter: %s", op.OperationID, op.Description)
+				}
+				if strings.HasPrefix(op.OperationID, "create") && !strings.Contains(op.Description, "stamped with") {
+					t.Errorf("%s: description does not show the stamped values: %s", op.OperationID, op.Description)
+				}
+			}
+		}
+		if n != 8 {
+			t.Errorf("%d lead operations, want 8", n)
+		}
+		create := doc.Components.Schemas["LeadCreate"].Value.Properties["source"].Value
+		if !strings.Contains(create.Description, `always "Vendor XYZ"`) {
+			t.Errorf("LeadCreate.source: %q", create.Description)
+		}
+		page := string(getDoc(t, e, api.DocsPath, key).body)
+		if !strings.Contains(page, "record filter") || !strings.Contains(page, "<code>source</code> = <code>Vendor XYZ</code>") {
+			t.Error("the page does not show the filter")
+		}
+		// An unfiltered key's document says nothing of filters.
+		if plain := string(getDoc(t, e, api.OpenAPIPath, e.keyA).body); strings.Contains(plain, "x-hustack-filter") || strings.Contains(plain, "Through this API key") {
+			t.Error("an unfiltered key's document shows a filter")
 		}
 	})
 	t.Run("no key", func(t *testing.T) {

@@ -329,6 +329,14 @@ func TestOpenAPITraffic(t *testing.T) {
 				x.body = jsonOf(t, map[string]any{"records": []any{item}})
 			}
 		}
+		switch rt.BodyKind {
+		case api.BodyKeyCreate:
+			x.body = `{"name":"traffic","scopes":["read:leads"]}`
+		case api.BodyKeyRotate:
+			x.body = `{"expire_old_in":"1h"}`
+		case api.BodyKeyPolicy:
+			x.body = `{"max_key_lifetime_days":0,"require_expiry":false,"disable_unused_after_days":0}`
+		}
 		return x
 	}
 	for _, rt := range api.Routes() {
@@ -554,6 +562,88 @@ func TestOpenAPITraffic(t *testing.T) {
 		case <-time.After(10 * time.Second):
 			t.Fatal("first request did not finish")
 		}
+	})
+
+	t.Run("keys", func(t *testing.T) {
+		k := e.keyA
+		var created api.NewKeyResponse
+		v.do(t, e, exchange{name: "create key", method: "POST", path: api.KeysPath, key: k, status: 201,
+			body: `{"name":"Vendor XYZ","scopes":["read:leads","write:leads"],"filter":{"source":"Vendor XYZ"},"expires_in":"30d","rate_limit":"5/s"}`,
+			check: func(t *testing.T, _ int, _ http.Header, b []byte) {
+				if err := json.Unmarshal(b, &created); err != nil || created.Key == nil {
+					t.Fatalf("new key: %v %s", err, clip(b))
+				}
+			}})
+		idem := map[string]string{"Idempotency-Key": "traffic-key"}
+		v.do(t, e, exchange{name: "create key with an idempotency key", method: "POST", path: api.KeysPath, key: k, status: 201,
+			body: `{"name":"once","scopes":["read:leads"],"expires_at":"` + now.Add(48*time.Hour).Format(time.RFC3339) + `","filter":null}`, header: idem})
+		v.do(t, e, exchange{name: "create key replayed", method: "POST", path: api.KeysPath, key: k, status: 201,
+			body: `{"name":"once","scopes":["read:leads"],"expires_at":"` + now.Add(48*time.Hour).Format(time.RFC3339) + `","filter":null}`, header: idem,
+			check: func(t *testing.T, _ int, h http.Header, b []byte) {
+				if h.Get("Idempotent-Replayed") != "true" || !strings.Contains(string(b), `"key":null`) {
+					t.Errorf("replay %v: %s", h.Get("Idempotent-Replayed"), clip(b))
+				}
+			}})
+		v.do(t, e, exchange{name: "create key with an unknown field", method: "POST", path: api.KeysPath, key: k, status: 400, valid: reqInvalid,
+			body: `{"name":"x","scopes":["read:leads"],"hash":"x"}`})
+		v.do(t, e, exchange{name: "create key without scopes", method: "POST", path: api.KeysPath, key: k, status: 400, valid: reqInvalid,
+			body: `{"name":"x"}`})
+		v.do(t, e, exchange{name: "create key with an unknown scope", method: "POST", path: api.KeysPath, key: k, status: 400, valid: reqInvalid,
+			body: `{"name":"x","scopes":["read:all"]}`})
+		v.do(t, e, exchange{name: "create key with a scope the caller lacks", method: "POST", path: api.KeysPath, key: e.keyWithout(store.WriteScope("leads")),
+			status: 400, valid: reqEither, body: `{"name":"x","scopes":["write:leads"]}`})
+		v.do(t, e, exchange{name: "create key with a filter value not a string", method: "POST", path: api.KeysPath, key: k, status: 400, valid: reqInvalid,
+			body: `{"name":"x","scopes":["read:leads"],"filter":{"source":5}}`})
+		v.do(t, e, exchange{name: "create key with a malformed expires_at", method: "POST", path: api.KeysPath, key: k, status: 400, valid: reqInvalid,
+			body: `{"name":"x","scopes":["read:leads"],"expires_at":"soon"}`})
+
+		v.do(t, e, exchange{name: "list keys", method: "GET", path: api.KeysPath, key: k, status: 200})
+		v.do(t, e, exchange{name: "list keys with a parameter", method: "GET", path: api.KeysPath + "?limit=1", key: k, status: 400, valid: reqEither})
+		v.do(t, e, exchange{name: "get key", method: "GET", path: api.KeysPath + "/" + created.ID, key: k, status: 200})
+		v.do(t, e, exchange{name: "get missing key", method: "GET", path: api.KeysPath + "/" + missing, key: k, status: 404})
+		v.do(t, e, exchange{name: "get key with a malformed id", method: "GET", path: api.KeysPath + "/nope", key: k, status: 404, valid: reqInvalid})
+
+		var rotated api.RotatedKeyResponse
+		v.do(t, e, exchange{name: "rotate key", method: "POST", path: api.KeysPath + "/" + created.ID + "/rotate", key: k, status: 201,
+			body: `{"expire_old_in":"7d"}`, check: func(t *testing.T, _ int, h http.Header, b []byte) {
+				if err := json.Unmarshal(b, &rotated); err != nil || rotated.OldKey.ID != created.ID || h.Get("Location") != api.KeysPath+"/"+rotated.ID {
+					t.Errorf("rotated %v: %s", err, clip(b))
+				}
+			}})
+		v.do(t, e, exchange{name: "rotate key without a body", method: "POST", path: api.KeysPath + "/" + rotated.ID + "/rotate", key: k, status: 201})
+		v.do(t, e, exchange{name: "rotate key with a malformed overlap", method: "POST", path: api.KeysPath + "/" + created.ID + "/rotate", key: k,
+			body: `{"expire_old_in":"later"}`, status: 400, valid: reqEither})
+		v.do(t, e, exchange{name: "rotate key with an unknown field", method: "POST", path: api.KeysPath + "/" + created.ID + "/rotate", key: k,
+			body: `{"overlap":"1h"}`, status: 400, valid: reqInvalid})
+
+		v.do(t, e, exchange{name: "revoke key", method: "POST", path: api.KeysPath + "/" + created.ID + "/revoke", key: k, status: 200})
+		v.do(t, e, exchange{name: "rotate revoked key", method: "POST", path: api.KeysPath + "/" + created.ID + "/rotate", key: k, status: 409, code: "conflict"})
+		v.do(t, e, exchange{name: "revoke missing key", method: "POST", path: api.KeysPath + "/" + missing + "/revoke", key: k, status: 404})
+
+		v.do(t, e, exchange{name: "get policy", method: "GET", path: api.KeyPolicyPath, key: k, status: 200})
+		v.do(t, e, exchange{name: "put policy", method: "PUT", path: api.KeyPolicyPath, key: k, status: 200,
+			body: `{"max_key_lifetime_days":366,"require_expiry":true,"disable_unused_after_days":0}`})
+		v.do(t, e, exchange{name: "put policy incomplete", method: "PUT", path: api.KeyPolicyPath, key: k, status: 400, valid: reqInvalid,
+			body: `{"require_expiry":true}`})
+		v.do(t, e, exchange{name: "put policy negative", method: "PUT", path: api.KeyPolicyPath, key: k, status: 400, valid: reqInvalid,
+			body: `{"max_key_lifetime_days":-1,"require_expiry":true,"disable_unused_after_days":0}`})
+		v.do(t, e, exchange{name: "create key beyond the policy", method: "POST", path: api.KeysPath, key: k, status: 400, valid: reqEither,
+			body: `{"name":"x","scopes":["read:leads"]}`})
+		v.do(t, e, exchange{name: "put policy back", method: "PUT", path: api.KeyPolicyPath, key: k, status: 200,
+			body: `{"max_key_lifetime_days":0,"require_expiry":false,"disable_unused_after_days":0}`})
+
+		// The vendor key's traffic validates against the whole document.
+		vendor := *rotated.Key
+		v.do(t, e, exchange{name: "vendor creates a lead", method: "POST", path: "/api/v1/leads", key: vendor, status: 201, body: `{"name":"V"}`})
+		v.do(t, e, exchange{name: "vendor creates a lead of another source", method: "POST", path: "/api/v1/leads", key: vendor, status: 400,
+			body: `{"name":"V","source":"Web"}`, valid: reqEither})
+		v.do(t, e, exchange{name: "vendor gets another record", method: "GET", path: "/api/v1/leads/" + refs["leads"], key: vendor, status: 404})
+		v.do(t, e, exchange{name: "vendor's me", method: "GET", path: "/api/v1/me", key: vendor, status: 200,
+			check: func(t *testing.T, _ int, _ http.Header, b []byte) {
+				if !strings.Contains(string(b), `"filter":{"source":"Vendor XYZ"}`) {
+					t.Errorf("me: %s", clip(b))
+				}
+			}})
 	})
 
 	t.Run("me, usage, health and the document", func(t *testing.T) {

@@ -34,6 +34,8 @@ type oaKeyInfo struct {
 	Name   string   `json:"name"`
 	Prefix string   `json:"prefix"`
 	Scopes []string `json:"scopes"`
+	// Filter is the key's record filter (a vendor key), if any.
+	Filter map[string]string `json:"filter,omitempty"`
 }
 
 type oaTag struct {
@@ -110,6 +112,10 @@ type oaOperation struct {
 	// RequiredScopes lists the scope the operation requires (none: any
 	// valid key, or no key at all for the public operations).
 	RequiredScopes []string `json:"x-required-scopes"`
+	// Filter is the record filter that applies to the operation in a
+	// document made for a vendor key: the field values every record it
+	// reads must have and every record it writes is stamped with.
+	Filter map[string]string `json:"x-hustack-filter,omitempty"`
 
 	method, path string // for the HTML page
 	seq          int    // the order operations were added in
@@ -218,27 +224,27 @@ type oaSecurityScheme struct {
 
 // oaSchema is a JSON Schema 2020-12 schema, as OpenAPI 3.1 uses it.
 type oaSchema struct {
-	Ref                  string      `json:"$ref,omitempty"`
-	Type                 oaTypes     `json:"type,omitempty"`
-	Format               string      `json:"format,omitempty"`
-	Description          string      `json:"description,omitempty"`
-	Enum                 []any       `json:"enum,omitempty"`
-	Const                any         `json:"const,omitempty"`
-	Default              any         `json:"default,omitempty"`
-	MinLength            *int        `json:"minLength,omitempty"`
-	MaxLength            *int        `json:"maxLength,omitempty"`
-	Pattern              string      `json:"pattern,omitempty"`
-	Minimum              *float64    `json:"minimum,omitempty"`
-	Maximum              *float64    `json:"maximum,omitempty"`
-	Items                *oaSchema   `json:"items,omitempty"`
-	MinItems             *int        `json:"minItems,omitempty"`
-	MaxItems             *int        `json:"maxItems,omitempty"`
-	Properties           oaProps     `json:"properties,omitempty"`
-	Required             []string    `json:"required,omitempty"`
-	AdditionalProperties *bool       `json:"additionalProperties,omitempty"`
-	OneOf                []*oaSchema `json:"oneOf,omitempty"`
-	AnyOf                []*oaSchema `json:"anyOf,omitempty"`
-	Examples             []any       `json:"examples,omitempty"`
+	Ref                  string        `json:"$ref,omitempty"`
+	Type                 oaTypes       `json:"type,omitempty"`
+	Format               string        `json:"format,omitempty"`
+	Description          string        `json:"description,omitempty"`
+	Enum                 []any         `json:"enum,omitempty"`
+	Const                any           `json:"const,omitempty"`
+	Default              any           `json:"default,omitempty"`
+	MinLength            *int          `json:"minLength,omitempty"`
+	MaxLength            *int          `json:"maxLength,omitempty"`
+	Pattern              string        `json:"pattern,omitempty"`
+	Minimum              *float64      `json:"minimum,omitempty"`
+	Maximum              *float64      `json:"maximum,omitempty"`
+	Items                *oaSchema     `json:"items,omitempty"`
+	MinItems             *int          `json:"minItems,omitempty"`
+	MaxItems             *int          `json:"maxItems,omitempty"`
+	Properties           oaProps       `json:"properties,omitempty"`
+	Required             []string      `json:"required,omitempty"`
+	AdditionalProperties *oaAdditional `json:"additionalProperties,omitempty"`
+	OneOf                []*oaSchema   `json:"oneOf,omitempty"`
+	AnyOf                []*oaSchema   `json:"anyOf,omitempty"`
+	Examples             []any         `json:"examples,omitempty"`
 }
 
 // oaTypes is a schema's type: one name, or a list such as ["string", "null"].
@@ -293,6 +299,19 @@ func marshalOrdered(kv []keyValue) ([]byte, error) {
 	return b.Bytes(), nil
 }
 
+// oaAdditional is a schema's additionalProperties: false (Schema nil), or
+// the schema of every property's value.
+type oaAdditional struct{ Schema *oaSchema }
+
+func (a oaAdditional) MarshalJSON() ([]byte, error) {
+	if a.Schema == nil {
+		return []byte("false"), nil
+	}
+	return json.Marshal(a.Schema)
+}
+
+// noOtherProperties is additionalProperties: false.
+func noOtherProperties() *oaAdditional { return &oaAdditional{} }
+
 func intp(n int) *int           { return &n }
 func floatp(f float64) *float64 { return &f }
-func boolp(v bool) *bool        { return &v }

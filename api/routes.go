@@ -25,6 +25,9 @@ type Route struct {
 	// says what it holds (built from the fields of Operation.Resource).
 	Body     bool
 	BodyKind BodyKind
+	// BodyOptional reports whether the body may be left out (no body, or
+	// an empty one, means {}).
+	BodyOptional bool
 	// Idempotent reports whether the route honours an Idempotency-Key
 	// header (every route that writes).
 	Idempotent bool
@@ -70,6 +73,12 @@ const (
 	// BodyBatchUpsert: BatchRequest, each item a BodyUpsert whose
 	// external_id is required.
 	BodyBatchUpsert BodyKind = "batch_upsert"
+	// BodyKeyCreate: CreateKeyRequest.
+	BodyKeyCreate BodyKind = "key_create"
+	// BodyKeyRotate: RotateKeyRequest.
+	BodyKeyRotate BodyKind = "key_rotate"
+	// BodyKeyPolicy: store.KeyPolicy, every field required.
+	BodyKeyPolicy BodyKind = "key_policy"
 )
 
 // ResponseKind says what a response body holds.
@@ -83,6 +92,11 @@ const (
 	ResponseMe          ResponseKind = "me"           // MeResponse
 	ResponseUsageCounts ResponseKind = "usage_counts" // UsageCountsResponse
 	ResponseUsageLogs   ResponseKind = "usage_logs"   // store.Page of store.UsageEvent
+	ResponseKeyList     ResponseKind = "key_list"     // KeyListResponse
+	ResponseKey         ResponseKind = "key"          // store.KeyInfo
+	ResponseNewKey      ResponseKind = "new_key"      // NewKeyResponse
+	ResponseRotatedKey  ResponseKind = "rotated_key"  // RotatedKeyResponse
+	ResponseKeyPolicy   ResponseKind = "key_policy"   // store.KeyPolicy
 	ResponseError       ResponseKind = "error"        // ErrorBody
 )
 
@@ -111,6 +125,12 @@ type handlerFunc func(r *request) (status int, body any, err error)
 // APIPrefix starts every REST path.
 const APIPrefix = "/api/v1"
 
+// Paths of key administration.
+const (
+	KeysPath      = APIPrefix + "/keys"
+	KeyPolicyPath = APIPrefix + "/key-policy"
+)
+
 var (
 	pageParams = []Param{
 		{Name: "limit", Type: "integer", Default: strconv.Itoa(store.DefaultLimit),
@@ -127,6 +147,7 @@ var (
 	statusParam = Param{Name: "status", Type: "integer", Description: "Only requests answered with this HTTP status."}
 
 	idParam         = Param{Name: "id", Type: "id", Description: "The record's id."}
+	keyIDParam      = Param{Name: "id", Type: "id", Description: "The API key's id."}
 	externalIDParam = Param{Name: store.ExternalIDField, Type: "string", MaxLength: 255,
 		Description: "The record's id in another system, URL-encoded (a / is %2F)."}
 )
@@ -231,6 +252,28 @@ func buildRoutes() []Route {
 			rt = Route{Method: http.MethodGet, Path: APIPrefix + "/usage/logs",
 				Query: slices.Concat(usageFilterParams, []Param{statusParam}, pageParams), handle: usageLogs,
 				Responses: ok(http.StatusOK, ResponseUsageLogs, "A page of request log entries, newest first.")}
+		case store.ActionListKeys:
+			rt = Route{Method: http.MethodGet, Path: KeysPath, handle: listKeys,
+				Responses: ok(http.StatusOK, ResponseKeyList, "The keys the calling key manages, oldest first; never the keys themselves.")}
+		case store.ActionGetKey:
+			rt = Route{Method: http.MethodGet, Path: KeysPath + "/:id", PathArgs: []Param{keyIDParam}, handle: getKey,
+				Responses: ok(http.StatusOK, ResponseKey, "The key; never the key itself.")}
+		case store.ActionCreateKey:
+			rt = Route{Method: http.MethodPost, Path: KeysPath, BodyKind: BodyKeyCreate, handle: createKey,
+				Responses: ok(http.StatusCreated, ResponseNewKey, "The new key, with the key itself in key: shown this once only. Location names it.")}
+		case store.ActionRevokeKey:
+			rt = Route{Method: http.MethodPost, Path: KeysPath + "/:id/revoke", PathArgs: []Param{keyIDParam}, handle: revokeKey,
+				Responses: ok(http.StatusOK, ResponseKey, "The revoked key (status revoked).")}
+		case store.ActionRotateKey:
+			rt = Route{Method: http.MethodPost, Path: KeysPath + "/:id/rotate", PathArgs: []Param{keyIDParam},
+				BodyKind: BodyKeyRotate, BodyOptional: true, handle: rotateKey,
+				Responses: ok(http.StatusCreated, ResponseRotatedKey, "The new key, with the key itself in key (shown this once only), and the old key in old_key. Location names the new key.")}
+		case store.ActionGetPolicy:
+			rt = Route{Method: http.MethodGet, Path: KeyPolicyPath, handle: getKeyPolicy,
+				Responses: ok(http.StatusOK, ResponseKeyPolicy, "The workspace's key policy.")}
+		case store.ActionUpdatePolicy:
+			rt = Route{Method: http.MethodPut, Path: KeyPolicyPath, BodyKind: BodyKeyPolicy, handle: updateKeyPolicy,
+				Responses: ok(http.StatusOK, ResponseKeyPolicy, "The workspace's new key policy.")}
 		default:
 			continue // an operation without a route fails the route table test
 		}
@@ -279,13 +322,21 @@ func errorResponses(rt Route) []Response {
 		add(store.EFORBIDDEN, "The API key lacks the scope "+string(op.Scope)+".")
 	}
 	if len(rt.PathArgs) > 0 && rt.PathArgs[0].Name == "id" {
-		add(store.ENOTFOUND, "No such "+op.Resource.Singular+" in the key's workspace.")
+		if op.Resource != nil {
+			add(store.ENOTFOUND, "No such "+op.Resource.Singular+" in the key's workspace.")
+		} else {
+			add(store.ENOTFOUND, "No such API key among those the calling key manages (keys of its workspace with no more scopes and no looser filter).")
+		}
 	}
 	switch op.Action {
 	case store.ActionCreate, store.ActionUpdate, store.ActionUpsert:
 		add(store.ECONFLICT, "Another "+op.Resource.Singular+" already has this external_id, or the record kept changing under concurrent writes.")
 	case store.ActionDelete:
 		add(store.ECONFLICT, "Other records still reference this "+op.Resource.Singular+".")
+	case store.ActionRotateKey:
+		add(store.ECONFLICT, "Only an active key can be rotated; this one is revoked or expired.")
+	case store.ActionUpdatePolicy:
+		add(store.EFORBIDDEN, "A key with a record filter cannot change the workspace's key policy.")
 	}
 	if rt.Idempotent {
 		add(store.EIDEMPOTENCYINUSE, "A request with this Idempotency-Key is still running.")

@@ -60,14 +60,11 @@ func TestSecurity(t *testing.T) {
 				}
 				ok2xx := func(t *testing.T, r response) {
 					t.Helper()
-					want := []int{http.StatusOK}
-					switch op.Action {
-					case store.ActionCreate:
-						want = []int{http.StatusCreated}
-					case store.ActionDelete:
-						want = []int{http.StatusNoContent}
-					case store.ActionUpsert:
-						want = []int{http.StatusCreated, http.StatusOK}
+					var want []int // the route's successes
+					for _, resp := range rt.Responses {
+						if resp.Status < 300 {
+							want = append(want, resp.Status)
+						}
 					}
 					if !slices.Contains(want, r.status) {
 						t.Fatalf("status %d, want %v: %s", r.status, want, clip(r.body))
@@ -106,8 +103,12 @@ func TestSecurity(t *testing.T) {
 					if op.Resource != nil {
 						before = e.do(t, request{method: http.MethodGet, path: "/api/v1/" + op.Resource.Name + "/" + recA[op.Resource.Name].ID, key: e.keyA})
 					}
+					policyA := e.do(t, request{method: http.MethodGet, path: api.KeyPolicyPath, key: e.keyA})
 					r := e.do(t, req(e.keyB))
 					checkOtherWorkspace(t, e, op, r, recA, recB)
+					if after := e.do(t, request{method: http.MethodGet, path: api.KeyPolicyPath, key: e.keyA}); string(after.body) != string(policyA.body) {
+						t.Errorf("A's key policy changed: %s, was %s", after.body, policyA.body)
+					}
 					if op.Resource != nil {
 						after := e.do(t, request{method: http.MethodGet, path: before.path, key: e.keyA})
 						if after.status != http.StatusOK || string(after.body) != string(before.body) {
@@ -125,10 +126,14 @@ func securityExternalID(r *store.Resource) string { return "security-" + r.Singu
 
 // securityRequest builds a valid request for route rt about workspace A's
 // records: ids name A's records (a delete names a new record of A, with
-// nothing referencing it), bodies reference A's records.
+// nothing referencing it), bodies reference A's records. Key routes name a
+// new key of A that a key holding only admin:keys manages.
 func securityRequest(t *testing.T, e *env, rt api.Route, key string, recA map[string]*store.Record) request {
 	t.Helper()
 	r := rt.Operation.Resource
+	if r == nil {
+		return securityKeyRequest(t, e, rt, key)
+	}
 	path := rt.Path
 	if strings.Contains(path, "/:id") {
 		id := recA[r.Name].ID
@@ -208,7 +213,7 @@ func decodeList(t *testing.T, r response) listBody {
 func checkOwnWorkspace(t *testing.T, e *env, op store.Operation, r response) {
 	t.Helper()
 	switch op.Action {
-	case store.ActionList, store.ActionUsageLogs, store.ActionUsageCounts:
+	case store.ActionList, store.ActionUsageLogs, store.ActionUsageCounts, store.ActionListKeys:
 		if len(decodeList(t, r).Data) == 0 {
 			t.Errorf("workspace A sees no data: %s", clip(r.body))
 		}
@@ -324,9 +329,72 @@ func checkOtherWorkspace(t *testing.T, e *env, op store.Operation, r response, r
 		}
 	case store.ActionUpsert, store.ActionBatchUpsert, store.ActionBatchCreate:
 		checkOtherWorkspaceWrite(t, e, op, r, recA)
+	case store.ActionListKeys:
+		if r.status != http.StatusOK {
+			t.Fatalf("status %d, want 200: %s", r.status, clip(r.body))
+		}
+		var sawB bool
+		for _, k := range decodeKeys(t, r) {
+			if k.WorkspaceID != e.wsB.ID {
+				t.Errorf("workspace B lists key %s of workspace %s", k.ID, k.WorkspaceID)
+			}
+			sawB = sawB || k.ID == e.keyBID
+		}
+		if !sawB {
+			t.Error("workspace B does not see its own key")
+		}
+	case store.ActionGetKey, store.ActionRevokeKey, store.ActionRotateKey:
+		// A's key: not found, and still active and unrotated.
+		if r.status != http.StatusNotFound {
+			t.Fatalf("status %d, want 404: %s", r.status, clip(r.body))
+		}
+		checkError(t, r, "not_found", "not found")
+		id := strings.Split(strings.TrimPrefix(r.path, api.KeysPath+"/"), "/")[0]
+		got := e.do(t, request{method: http.MethodGet, path: api.KeysPath + "/" + id, key: e.keyA})
+		if k := decodeKey(t, got.body); got.status != http.StatusOK || k.Status != "active" || k.ExpiresAt != nil {
+			t.Errorf("A's key after B's request: %d %s", got.status, clip(got.body))
+		}
+	case store.ActionCreateKey:
+		if r.status != http.StatusCreated {
+			t.Fatalf("status %d, want 201: %s", r.status, clip(r.body))
+		}
+		if k := decodeKey(t, r.body); k.WorkspaceID != e.wsB.ID {
+			t.Errorf("B's new key is in workspace %s", k.WorkspaceID)
+		}
+	case store.ActionGetPolicy, store.ActionUpdatePolicy:
+		// B's own policy; A's is checked unchanged by the caller.
+		if r.status != http.StatusOK {
+			t.Fatalf("status %d, want 200: %s", r.status, clip(r.body))
+		}
 	default:
 		t.Errorf("operation %s (action %s) has no cross-workspace rule in this test: add one", op.Name, op.Action)
 	}
+}
+
+// securityKeyRequest builds a valid request for a key administration route:
+// a path naming a new key of workspace A with the scope admin:keys only (so
+// that a key holding only that scope manages it), and a valid body.
+func securityKeyRequest(t *testing.T, e *env, rt api.Route, key string) request {
+	t.Helper()
+	path := rt.Path
+	if strings.Contains(path, "/:id") {
+		k, _ := e.newKey(e.svc, e.wsA.ID, []store.Scope{store.ScopeAdminKeys}, nil)
+		path = strings.Replace(path, ":id", k.ID, 1)
+	}
+	rq := request{method: rt.Method, path: path, key: key}
+	switch rt.BodyKind {
+	case api.BodyKeyCreate:
+		rq.body = jsonBody(`{"name":"security","scopes":["admin:keys"],"expires_in":"30d"}`)
+	case api.BodyKeyRotate:
+		rq.body = jsonBody(`{"expire_old_in":"1h"}`)
+	case api.BodyKeyPolicy:
+		// A policy that changes nothing for the other tests' keys.
+		rq.body = jsonBody(`{"max_key_lifetime_days":0,"require_expiry":false,"disable_unused_after_days":400}`)
+	case api.BodyNone:
+	default:
+		t.Fatalf("route %s %s: body kind %q has no request in this test: add one", rt.Method, rt.Path, rt.BodyKind)
+	}
+	return rq
 }
 
 // checkOtherWorkspaceWrite checks the writes by external id and in batches
