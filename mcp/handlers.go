@@ -97,12 +97,20 @@ func (ts *toolServer) idempotent(ctx context.Context, t registeredTool, req mcp.
 	if err != nil {
 		return ts.toolError(ctx, req, err)
 	}
+	var live []byte // the first result, when what is kept differs from it
 	resp, replayed, err := caller.Ops.Idempotent(ctx, key, fp, func(ctx context.Context) (store.IdempotentResponse, error) {
 		b, err := ts.runEncoded(ctx, t, args)
 		code := store.ErrorCode(err)
 		switch {
 		case err == nil:
-			return store.IdempotentResponse{Status: http.StatusOK, Body: b}, nil
+			kept, redacted, rerr := withoutSecret(t.op, b)
+			if rerr != nil {
+				return store.IdempotentResponse{}, rerr
+			}
+			if redacted {
+				live = b
+			}
+			return store.IdempotentResponse{Status: http.StatusOK, Body: kept}, nil
 		case code == store.EINTERNAL:
 			return store.IdempotentResponse{}, err
 		}
@@ -111,6 +119,9 @@ func (ts *toolServer) idempotent(ctx context.Context, t registeredTool, req mcp.
 	})
 	if err != nil {
 		return ts.toolError(ctx, req, err)
+	}
+	if !replayed && live != nil {
+		resp.Body = live
 	}
 	var res *mcp.CallToolResult
 	if resp.Status >= http.StatusBadRequest {
@@ -122,6 +133,22 @@ func (ts *toolServer) idempotent(ctx context.Context, t registeredTool, req mcp.
 		res.Meta = &mcp.Meta{AdditionalFields: map[string]any{ReplayedMeta: true}}
 	}
 	return res
+}
+
+// withoutSecret returns the result of op as it may be kept for its
+// idempotency key: a new API key's secret is shown to the first call only
+// and never stored, so a replay shows key null, as REST does.
+func withoutSecret(op store.Operation, b []byte) (kept []byte, redacted bool, err error) {
+	if op.Action != store.ActionCreateKey && op.Action != store.ActionRotateKey {
+		return b, false, nil
+	}
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, false, fmt.Errorf("redact %s result: %w", op.Name, err)
+	}
+	m["key"] = json.RawMessage("null")
+	kept, err = json.Marshal(m)
+	return kept, true, err
 }
 
 // fingerprint identifies a tool call for its idempotency key: the calling
@@ -237,6 +264,9 @@ func (ts *toolServer) run(ctx context.Context, t registeredTool, args map[string
 		}
 	}
 	ops := ts.caller(ctx).Ops
+	if out, ok, err := ts.runKeyTool(ctx, op, ops, args); ok {
+		return out, err
+	}
 	r := op.Resource
 	switch op.Action {
 	case store.ActionList:

@@ -13,6 +13,7 @@ import (
 	"context"
 	"log/slog"
 	"slices"
+	"time"
 
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/mark3labs/mcp-go/server"
@@ -40,6 +41,14 @@ type Operations interface {
 	Whoami(ctx context.Context) (*store.Me, error)
 	CountUsage(ctx context.Context, q store.UsageQuery, by store.UsageGroup) ([]store.UsageCount, error)
 	FindUsageLogs(ctx context.Context, q store.UsageQuery, lp store.ListParams) (store.Page[store.UsageEvent], error)
+	// Key administration (scope admin:keys).
+	FindAPIKeys(ctx context.Context) ([]store.KeyInfo, error)
+	FindAPIKeyByID(ctx context.Context, id string) (*store.KeyInfo, error)
+	CreateAPIKey(ctx context.Context, in store.KeyInput) (*store.APIKey, string, error)
+	RevokeAPIKey(ctx context.Context, id string) (*store.KeyInfo, error)
+	RotateAPIKey(ctx context.Context, id string, overlap time.Duration) (*store.APIKey, string, error)
+	KeyPolicy(ctx context.Context) (store.KeyPolicy, error)
+	UpdateKeyPolicy(ctx context.Context, p store.KeyPolicy) (store.KeyPolicy, error)
 }
 
 var (
@@ -97,6 +106,8 @@ const instructions = "Hustack is a CRM: accounts, contacts, leads, deals, activi
 	"cursor until it is null. Every write tool takes an optional idempotency_key: repeat a call that may have failed " +
 	"with the same key and arguments, and it is not carried out twice. For syncing with another system, " +
 	"upsert by external_id and use the batch tools for up to 100 records at once. " +
+	"With the admin:keys scope you can also list, create, rotate and revoke the workspace's API keys: a new key's " +
+	"secret is returned only once, so hand it to the user at once. " +
 	"Errors come back as tool results with isError set and a JSON body {\"error\": code, \"message\": text}."
 
 // NewServer returns an MCP server with one tool per entry of the operation

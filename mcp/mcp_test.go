@@ -80,9 +80,13 @@ func scenario(t *testing.T, e *env, c connector, version string) {
 		}
 		// Updates, upserts and deletes overwrite or remove data; repeating
 		// one changes nothing more. Creates only add.
+		// Revoking a key ends it for good and a policy update replaces the
+		// policy; repeating either changes nothing more. A rotation cuts the
+		// old key's life short and makes a new key on every call.
 		changes := slices.Contains([]store.Action{store.ActionUpdate, store.ActionUpsert, store.ActionBatchUpsert,
-			store.ActionDelete}, op.Action)
-		if tl.Annotations["readOnlyHint"] != op.ReadOnly || tl.Annotations["destructiveHint"] != changes ||
+			store.ActionDelete, store.ActionRevokeKey, store.ActionUpdatePolicy}, op.Action)
+		destructive := changes || op.Action == store.ActionRotateKey
+		if tl.Annotations["readOnlyHint"] != op.ReadOnly || tl.Annotations["destructiveHint"] != destructive ||
 			tl.Annotations["idempotentHint"] != (op.ReadOnly || changes) || tl.Annotations["openWorldHint"] != false {
 			t.Errorf("%s: annotations %v", tl.Name, tl.Annotations)
 		}

@@ -2,7 +2,9 @@ package mcp_test
 
 import (
 	"fmt"
+	"reflect"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/hustack/hustack/api"
@@ -76,6 +78,12 @@ func TestParityWithRoutes(t *testing.T) {
 			}
 		case api.BodyBatch, api.BodyBatchUpsert:
 			want = append(want, "records")
+		case api.BodyKeyCreate:
+			want = append(want, jsonFields(api.CreateKeyRequest{})...)
+		case api.BodyKeyRotate:
+			want = append(want, jsonFields(api.RotateKeyRequest{})...)
+		case api.BodyKeyPolicy:
+			want = append(want, jsonFields(store.KeyPolicy{})...)
 		default:
 			t.Errorf("route %s %s: body kind %q unknown to this test", rt.Method, rt.Path, rt.BodyKind)
 		}
@@ -115,6 +123,19 @@ func TestParityWithRoutes(t *testing.T) {
 			t.Errorf("route %s %s (%s) has no tool", rt.Method, rt.Path, rt.Operation.Name)
 		}
 	}
+}
+
+// jsonFields returns the JSON names of a body type's fields.
+func jsonFields(v any) []string {
+	var out []string
+	typ := reflect.TypeOf(v)
+	for i := range typ.NumField() {
+		name, _, _ := strings.Cut(typ.Field(i).Tag.Get("json"), ",")
+		if name != "" && name != "-" {
+			out = append(out, name)
+		}
+	}
+	return out
 }
 
 // paramSchemaType is the JSON Schema type and format of a REST parameter type.

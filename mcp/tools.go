@@ -149,7 +149,10 @@ func toolFor(op store.Operation) (mcp.Tool, bool) {
 			"time, transport (rest or mcp) and the key that made it. Filter by key_id, status and a time range [from, to). " +
 			"Paginated like the list tools: {data, pagination}."
 	default:
-		return mcp.Tool{}, false
+		var ok bool
+		if in, out, desc, ok = keyTool(op); !ok {
+			return mcp.Tool{}, false
+		}
 	}
 	if takesIdempotencyKey(op) {
 		in.props = append(in.props, prop{idempotencyKeyArg, idempotencyKeyInput()})
@@ -173,22 +176,29 @@ func toolFor(op store.Operation) (mcp.Tool, bool) {
 const idempotencyKeyArg = "idempotency_key"
 
 // takesIdempotencyKey reports whether op's tool writes, and so takes an
-// idempotency_key.
-func takesIdempotencyKey(op store.Operation) bool { return !op.ReadOnly && op.Resource != nil }
+// idempotency_key, as every REST route that writes takes an
+// Idempotency-Key.
+func takesIdempotencyKey(op store.Operation) bool { return !op.ReadOnly }
 
 // annotations sets every hint explicitly: unset hints default to
 // destructive, not idempotent and open-world. No tool reaches outside the
 // workspace (openWorld false). Reads change nothing. A create adds a record
-// on every call but never changes existing data. An update or upsert may
-// overwrite or clear fields, which is destructive in MCP's sense (not only
-// additive), and repeating it changes nothing more (idempotent); so does a
-// delete, which removes the record for good.
+// (or a key) on every call but never changes existing data. An update or
+// upsert may overwrite or clear fields, which is destructive in MCP's sense
+// (not only additive), and repeating it changes nothing more (idempotent); so
+// does a delete, which removes the record for good, a revocation, which
+// ends a key for good, and a policy update, which replaces the policy. A
+// rotation cuts the old key's life short (destructive) and makes another
+// key on every call (not idempotent).
 func annotations(op store.Operation) mcp.ToolAnnotation {
 	var destructive, idempotent bool
 	switch op.Action {
-	case store.ActionCreate, store.ActionBatchCreate:
-	case store.ActionUpdate, store.ActionUpsert, store.ActionBatchUpsert, store.ActionDelete:
+	case store.ActionCreate, store.ActionBatchCreate, store.ActionCreateKey:
+	case store.ActionUpdate, store.ActionUpsert, store.ActionBatchUpsert, store.ActionDelete,
+		store.ActionRevokeKey, store.ActionUpdatePolicy:
 		destructive, idempotent = true, true
+	case store.ActionRotateKey:
+		destructive = true
 	default:
 		idempotent = op.ReadOnly
 	}
@@ -209,6 +219,16 @@ func title(op store.Operation) string {
 		return "Usage counts"
 	case store.ActionUsageLogs:
 		return "Usage logs"
+	case store.ActionListKeys:
+		return "List API keys"
+	case store.ActionGetKey:
+		return "Get API key"
+	case store.ActionCreateKey:
+		return "Create API key"
+	case store.ActionRevokeKey:
+		return "Revoke API key"
+	case store.ActionRotateKey:
+		return "Rotate API key"
 	}
 	s := strings.ReplaceAll(op.Name, "_", " ")
 	return strings.ToUpper(s[:1]) + s[1:]
