@@ -1,12 +1,15 @@
 // Package worker moves usage events from the API to the store through asynq
-// and Redis, and deletes usage logs past their retention.
+// and Redis, and runs the periodic maintenance: usage logs past their
+// retention, tombstones and idempotency keys past theirs, and API keys that
+// their workspace's policy says have gone unused too long.
 //
 //   - OpenRedis connects to REDIS_URL, or starts an embedded Redis when it is
 //     empty.
 //   - Batcher is the API's usage recorder (api.UsageRecorder): it buffers
 //     events in the process and enqueues them in TypeUsageBatch tasks.
 //   - Server processes those tasks into the store, and schedules and runs
-//     TypeUsageRetention.
+//     TypeUsageRetention, TypePurgeExpired and TypeKeysDisableUnused, each
+//     once per interval across all Servers.
 //
 // A process that serves the API and runs the worker wires them so:
 //

@@ -27,9 +27,19 @@ type Config struct {
 	// Retention is how long usage logs are kept (default 90 days,
 	// HUSTACK_USAGE_RETENTION). Negative: never delete them.
 	Retention time.Duration
-	// RetentionInterval is how often old logs are deleted (default 1 h). Every
-	// Server may schedule the task; one task runs per interval in all.
+	// RetentionInterval is how often old logs are deleted, and tombstones
+	// and idempotency keys purged (default 1 h). Every Server may schedule
+	// the tasks; one of each runs per interval in all.
 	RetentionInterval time.Duration
+	// TombstoneRetention is how long deleted records stay visible as
+	// tombstones (default 30 days, HUSTACK_TOMBSTONE_RETENTION). Negative:
+	// never purge tombstones or expired idempotency keys.
+	TombstoneRetention time.Duration
+	// DisableUnusedInterval is how often keys unused for longer than their
+	// workspace's policy allows are revoked (default 1 h). Only workspaces
+	// whose policy sets disable_unused_after_days are affected. Negative:
+	// never.
+	DisableUnusedInterval time.Duration
 	// ShutdownTimeout is how long Shutdown lets running tasks finish before
 	// it puts them back in their queue (default 10 s).
 	ShutdownTimeout time.Duration
@@ -50,6 +60,10 @@ const (
 	DefaultRetention         = 90 * 24 * time.Hour
 	DefaultRetentionInterval = time.Hour
 	DefaultShutdownTimeout   = 10 * time.Second
+	// DefaultTombstoneRetention is issue-level behaviour that sync clients
+	// rely on: deletions stay visible with include_deleted for 30 days.
+	DefaultTombstoneRetention    = 30 * 24 * time.Hour
+	DefaultDisableUnusedInterval = time.Hour
 )
 
 func (c Config) withDefaults() Config {
@@ -68,6 +82,12 @@ func (c Config) withDefaults() Config {
 	if c.RetentionInterval <= 0 {
 		c.RetentionInterval = DefaultRetentionInterval
 	}
+	if c.TombstoneRetention == 0 {
+		c.TombstoneRetention = DefaultTombstoneRetention
+	}
+	if c.DisableUnusedInterval == 0 {
+		c.DisableUnusedInterval = DefaultDisableUnusedInterval
+	}
 	if c.ShutdownTimeout <= 0 {
 		c.ShutdownTimeout = DefaultShutdownTimeout
 	}
@@ -77,8 +97,8 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-// Server processes the worker's tasks: usage batches, and the usage
-// retention that it also schedules. It runs alone (hustack worker) or inside
+// Server processes the worker's tasks: usage batches, and the maintenance
+// tasks that it also schedules. It runs alone (hustack worker) or inside
 // the API process: Start returns at once and Shutdown stops it, without
 // signal handling of its own.
 type Server struct {
@@ -92,7 +112,16 @@ type Server struct {
 	stop     chan struct{}
 	wg       sync.WaitGroup
 	started  atomic.Bool
-	lastSlot time.Time // owned by the retention scheduler
+	periodic []*periodicTask // owned by the scheduler
+}
+
+// periodicTask is a maintenance task that runs once per interval across
+// all Servers sharing the Redis.
+type periodicTask struct {
+	id       string // task id prefix, followed by the interval's start
+	interval time.Duration
+	task     func() (*asynq.Task, error)
+	lastSlot time.Time
 }
 
 // NewServer returns a Server that takes tasks from rdb and stores them with
@@ -112,6 +141,18 @@ func NewServer(rdb redis.UniversalClient, svc *store.Service, cfg Config, logger
 		stop:   make(chan struct{}),
 	}
 	NewHandlers(svc, log).Register(s.mux)
+	if cfg.Retention > 0 {
+		s.periodic = append(s.periodic, &periodicTask{id: "usage-retention-", interval: cfg.RetentionInterval,
+			task: func() (*asynq.Task, error) { return NewUsageRetentionTask(cfg.Retention) }})
+	}
+	if cfg.TombstoneRetention > 0 {
+		s.periodic = append(s.periodic, &periodicTask{id: "purge-expired-", interval: cfg.RetentionInterval,
+			task: func() (*asynq.Task, error) { return NewPurgeExpiredTask(cfg.TombstoneRetention) }})
+	}
+	if cfg.DisableUnusedInterval > 0 {
+		s.periodic = append(s.periodic, &periodicTask{id: "keys-disable-unused-", interval: cfg.DisableUnusedInterval,
+			task: func() (*asynq.Task, error) { return NewDisableUnusedKeysTask(), nil }})
+	}
 	redisDown := &atomic.Bool{}
 	s.srv = asynq.NewServerFromRedisClient(rdb, asynq.Config{
 		Concurrency: cfg.Concurrency,
@@ -154,19 +195,22 @@ func (s *Server) handleError(ctx context.Context, t *asynq.Task, err error) {
 	}
 }
 
-// Start starts processing, and scheduling retention unless it is disabled.
+// Start starts processing, and scheduling the maintenance tasks that are
+// not disabled: usage retention, the purge of tombstones and idempotency
+// keys, and the revocation of unused keys.
 func (s *Server) Start() error {
 	if err := s.srv.Start(s.mux); err != nil {
 		return fmt.Errorf("worker: start: %w", err)
 	}
 	s.started.Store(true)
-	if s.cfg.Retention > 0 {
+	if len(s.periodic) > 0 {
 		s.wg.Add(1)
-		go s.scheduleRetention()
+		go s.schedule()
 	}
 	s.log.Info("worker started", "concurrency", s.cfg.Concurrency,
 		"queues", []string{s.cfg.Queues.Usage, s.cfg.Queues.Maintenance},
-		"retention", s.cfg.Retention, "retention_interval", s.cfg.RetentionInterval)
+		"retention", s.cfg.Retention, "retention_interval", s.cfg.RetentionInterval,
+		"tombstone_retention", s.cfg.TombstoneRetention, "disable_unused_interval", s.cfg.DisableUnusedInterval)
 	return nil
 }
 
@@ -230,19 +274,26 @@ func (s *Server) queuedUsageTasks(ctx context.Context) (int64, error) {
 	return n, nil
 }
 
-// scheduleRetention enqueues the retention task once per RetentionInterval
-// across all Servers sharing the Redis: the task id names the interval (the
-// time slot), and a completed task is kept for an interval, so a second
-// enqueue for the same slot is refused as a conflict. Checking four times
-// per interval makes up for clock drift and for Redis being away at a check.
-func (s *Server) scheduleRetention() {
+// schedule enqueues each maintenance task once per its interval across all
+// Servers sharing the Redis: the task id names the interval (the time slot),
+// and a completed task is kept for an interval, so a second enqueue for the
+// same slot is refused as a conflict. Checking four times per interval makes
+// up for clock drift and for Redis being away at a check.
+func (s *Server) schedule() {
 	defer s.wg.Done()
-	every := min(max(s.cfg.RetentionInterval/4, time.Second), 5*time.Minute)
+	shortest := s.periodic[0].interval
+	for _, p := range s.periodic {
+		shortest = min(shortest, p.interval)
+	}
+	every := min(max(shortest/4, time.Second), 5*time.Minute)
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
-		if _, err := s.enqueueRetention(context.Background(), time.Now()); err != nil {
-			s.log.Warn("cannot schedule usage retention; will try again", "err", err)
+		now := time.Now()
+		for _, p := range s.periodic {
+			if _, err := s.enqueuePeriodic(context.Background(), p, now); err != nil {
+				s.log.Warn("cannot schedule a maintenance task; will try again", "task", strings.TrimSuffix(p.id, "-"), "err", err)
+			}
 		}
 		select {
 		case <-t.C:
@@ -252,14 +303,26 @@ func (s *Server) scheduleRetention() {
 	}
 }
 
-// enqueueRetention enqueues the retention task of the slot holding now,
-// unless this or another Server already did. It reports whether it enqueued.
+// enqueueRetention enqueues the usage retention task of the slot holding
+// now, unless this or another Server already did. It reports whether it
+// enqueued.
 func (s *Server) enqueueRetention(ctx context.Context, now time.Time) (bool, error) {
-	slot := now.UTC().Truncate(s.cfg.RetentionInterval)
-	if slot.Equal(s.lastSlot) {
+	for _, p := range s.periodic {
+		if p.id == "usage-retention-" {
+			return s.enqueuePeriodic(ctx, p, now)
+		}
+	}
+	return false, errors.New("worker: usage retention is disabled")
+}
+
+// enqueuePeriodic enqueues p's task for the slot holding now, unless this or
+// another Server already did. It reports whether it enqueued.
+func (s *Server) enqueuePeriodic(ctx context.Context, p *periodicTask, now time.Time) (bool, error) {
+	slot := now.UTC().Truncate(p.interval)
+	if slot.Equal(p.lastSlot) {
 		return false, nil
 	}
-	task, err := NewUsageRetentionTask(s.cfg.Retention)
+	task, err := p.task()
 	if err != nil {
 		return false, err
 	}
@@ -267,16 +330,16 @@ func (s *Server) enqueueRetention(ctx context.Context, now time.Time) (bool, err
 	defer cancel()
 	_, err = s.client.EnqueueContext(ctx, task,
 		asynq.Queue(s.cfg.Queues.Maintenance),
-		asynq.TaskID("usage-retention-"+slot.Format(time.RFC3339)),
-		asynq.Retention(s.cfg.RetentionInterval))
+		asynq.TaskID(p.id+slot.Format(time.RFC3339)),
+		asynq.Retention(p.interval))
 	switch {
 	case errors.Is(err, asynq.ErrTaskIDConflict):
-		s.lastSlot = slot
+		p.lastSlot = slot
 		return false, nil
 	case err != nil:
 		return false, err
 	}
-	s.lastSlot = slot
+	p.lastSlot = slot
 	return true, nil
 }
 

@@ -20,6 +20,13 @@ const (
 	// TypeUsageRetention deletes usage logs older than the retention
 	// (UsageRetentionPayload).
 	TypeUsageRetention = "usage:retention"
+	// TypePurgeExpired removes tombstones older than their retention and
+	// expired idempotency keys (PurgeExpiredPayload).
+	TypePurgeExpired = "records:purge-expired"
+	// TypeKeysDisableUnused revokes the keys that the key policy of their
+	// workspace says have gone unused for too long (no payload). Workspaces
+	// whose policy does not ask for it (the default) are left alone.
+	TypeKeysDisableUnused = "keys:disable-unused"
 )
 
 // Default queue names. Usage batches have their own queue so that
@@ -95,6 +102,34 @@ func NewUsageRetentionTask(retention time.Duration) (*asynq.Task, error) {
 		asynq.Queue(QueueMaintenance), asynq.MaxRetry(retentionMaxRetry), asynq.Timeout(retentionTimeout)), nil
 }
 
+// PurgeExpiredPayload is the payload of a TypePurgeExpired task: tombstones
+// of records deleted more than TombstoneRetentionSeconds before the task
+// runs are removed, and so are idempotency keys past their expiry.
+type PurgeExpiredPayload struct {
+	TombstoneRetentionSeconds int64 `json:"tombstone_retention_seconds"`
+}
+
+// NewPurgeExpiredTask returns a task that purges tombstones older than
+// tombstoneRetention and expired idempotency keys, on QueueMaintenance.
+func NewPurgeExpiredTask(tombstoneRetention time.Duration) (*asynq.Task, error) {
+	if tombstoneRetention < time.Second {
+		return nil, fmt.Errorf("worker: tombstone retention must be at least a second, not %v", tombstoneRetention)
+	}
+	payload, err := json.Marshal(PurgeExpiredPayload{TombstoneRetentionSeconds: int64(tombstoneRetention / time.Second)})
+	if err != nil {
+		return nil, fmt.Errorf("worker: encode purge: %w", err)
+	}
+	return asynq.NewTask(TypePurgeExpired, payload,
+		asynq.Queue(QueueMaintenance), asynq.MaxRetry(retentionMaxRetry), asynq.Timeout(retentionTimeout)), nil
+}
+
+// NewDisableUnusedKeysTask returns a task that revokes unused keys as the
+// workspaces' key policies ask, on QueueMaintenance.
+func NewDisableUnusedKeysTask() *asynq.Task {
+	return asynq.NewTask(TypeKeysDisableUnused, nil,
+		asynq.Queue(QueueMaintenance), asynq.MaxRetry(retentionMaxRetry), asynq.Timeout(retentionTimeout))
+}
+
 // Handlers processes the tasks of this package against the store.
 type Handlers struct {
 	svc *store.Service
@@ -114,6 +149,8 @@ func NewHandlers(svc *store.Service, logger *slog.Logger) *Handlers {
 func (h *Handlers) Register(mux *asynq.ServeMux) {
 	mux.HandleFunc(TypeUsageBatch, h.HandleUsageBatchTask)
 	mux.HandleFunc(TypeUsageRetention, h.HandleUsageRetentionTask)
+	mux.HandleFunc(TypePurgeExpired, h.HandlePurgeExpiredTask)
+	mux.HandleFunc(TypeKeysDisableUnused, h.HandleDisableUnusedKeysTask)
 }
 
 // errInvalidPayload marks payloads that no retry can fix.
@@ -176,6 +213,47 @@ func (h *Handlers) HandleUsageRetentionTask(ctx context.Context, t *asynq.Task) 
 		// The result is informational (shown by the asynq dashboard); failing
 		// to write it does not undo the deletion.
 		_, _ = fmt.Fprintf(w, `{"deleted":%d,"before":%q}`, n, before.Format(time.RFC3339))
+	}
+	return nil
+}
+
+// HandlePurgeExpiredTask removes tombstones older than the payload's
+// retention, counted back from now, and expired idempotency keys. Store
+// errors are returned for a retry; a repeated run removes nothing more.
+func (h *Handlers) HandlePurgeExpiredTask(ctx context.Context, t *asynq.Task) error {
+	var p PurgeExpiredPayload
+	if err := json.Unmarshal(t.Payload(), &p); err != nil {
+		return fmt.Errorf("purge expired: %w: %v: %w", errInvalidPayload, err, asynq.SkipRetry)
+	}
+	if p.TombstoneRetentionSeconds < 1 {
+		return fmt.Errorf("purge expired: %w: tombstone_retention_seconds %d: %w", errInvalidPayload, p.TombstoneRetentionSeconds, asynq.SkipRetry)
+	}
+	retention := time.Duration(p.TombstoneRetentionSeconds) * time.Second
+	tombs, keys, err := h.svc.PurgeExpired(ctx, retention)
+	if err != nil {
+		return fmt.Errorf("purge expired: %w", err)
+	}
+	h.log.Info("tombstones and idempotency keys past retention purged", "tombstones", tombs, "idempotency_keys", keys,
+		"tombstone_retention", retention)
+	if w := t.ResultWriter(); w != nil {
+		_, _ = fmt.Fprintf(w, `{"tombstones":%d,"idempotency_keys":%d}`, tombs, keys)
+	}
+	return nil
+}
+
+// HandleDisableUnusedKeysTask revokes the keys unused for longer than their
+// workspace's policy allows. Store errors are returned for a retry; keys
+// revoked before the error stay revoked, and a repeated run skips them.
+func (h *Handlers) HandleDisableUnusedKeysTask(ctx context.Context, t *asynq.Task) error {
+	n, err := h.svc.DisableUnusedKeys(ctx)
+	if n > 0 {
+		h.log.Info("unused API keys revoked by key policy", "revoked", n)
+	}
+	if err != nil {
+		return fmt.Errorf("disable unused keys: %d revoked before: %w", n, err)
+	}
+	if w := t.ResultWriter(); w != nil {
+		_, _ = fmt.Fprintf(w, `{"revoked":%d}`, n)
 	}
 	return nil
 }

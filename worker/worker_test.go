@@ -76,6 +76,12 @@ func (e *env) server(t *testing.T, cfg Config, logger *slog.Logger) *Server {
 	if cfg.Retention == 0 {
 		cfg.Retention = -1 // tests of retention turn it on
 	}
+	if cfg.TombstoneRetention == 0 {
+		cfg.TombstoneRetention = -1 // tests of the purge turn it on
+	}
+	if cfg.DisableUnusedInterval == 0 {
+		cfg.DisableUnusedInterval = -1 // tests of unused keys turn it on
+	}
 	s := NewServer(e.rdb, e.svc, cfg, logger)
 	if err := s.Start(); err != nil {
 		t.Fatal(err)

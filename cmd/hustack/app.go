@@ -86,7 +86,8 @@ func withBatcherConfig(c worker.BatcherConfig) appOption {
 }
 
 // withWorkerConfig configures the in-process worker; its Retention defaults
-// to HUSTACK_USAGE_RETENTION.
+// to HUSTACK_USAGE_RETENTION and its TombstoneRetention to
+// HUSTACK_TOMBSTONE_RETENTION.
 func withWorkerConfig(c worker.Config) appOption {
 	return func(o *appOptions) { o.worker = c }
 }
@@ -130,6 +131,9 @@ func newApp(ctx context.Context, cfg Config, logger *slog.Logger, opts ...appOpt
 		wc := o.worker
 		if wc.Retention == 0 {
 			wc.Retention = cfg.UsageRetention
+		}
+		if wc.TombstoneRetention == 0 {
+			wc.TombstoneRetention = cfg.TombstoneRetention
 		}
 		a.Worker = worker.NewServer(a.Redis.Client, a.Service, wc, logger)
 		if err = a.Worker.Start(); err != nil {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/hustack/hustack/store"
+	"github.com/hustack/hustack/worker"
 )
 
 // Config is the whole configuration of the hustack command. It is read from
@@ -25,25 +26,33 @@ type Config struct {
 	RateLimit      store.RateLimit // HUSTACK_RATE_LIMIT: default rate limit of new keys
 	RateLimitMode  string          // HUSTACK_RATE_LIMIT_MODE: exact or synced, with REDIS_URL
 	UsageRetention time.Duration   // HUSTACK_USAGE_RETENTION: how long usage logs are kept
-	LogLevel       slog.Level      // HUSTACK_LOG_LEVEL
-	LogFormat      string          // HUSTACK_LOG_FORMAT: text or json
-	URL            string          // HUSTACK_URL: the REST API `hustack mcp` calls
-	APIKey         string          // HUSTACK_API_KEY: the key `hustack mcp` calls it with (secret)
+	// TombstoneRetention is how long deleted records are listed with
+	// include_deleted before the worker purges them (HUSTACK_TOMBSTONE_RETENTION).
+	TombstoneRetention time.Duration
+	// IdempotencyTTL is how long an Idempotency-Key is remembered
+	// (HUSTACK_IDEMPOTENCY_TTL).
+	IdempotencyTTL time.Duration
+	LogLevel       slog.Level // HUSTACK_LOG_LEVEL
+	LogFormat      string     // HUSTACK_LOG_FORMAT: text or json
+	URL            string     // HUSTACK_URL: the REST API `hustack mcp` calls
+	APIKey         string     // HUSTACK_API_KEY: the key `hustack mcp` calls it with (secret)
 }
 
 // defaultConfig returns the configuration used when no variable is set.
 func defaultConfig() Config {
 	return Config{
-		Addr:           "127.0.0.1:8080",
-		DataDir:        "./data",
-		MongoDatabase:  "hustack",
-		Worker:         true,
-		MCP:            true,
-		RateLimit:      store.DefaultRateLimit,
-		RateLimitMode:  rateLimitSynced,
-		UsageRetention: 90 * 24 * time.Hour,
-		LogLevel:       slog.LevelInfo,
-		LogFormat:      "text",
+		Addr:               "127.0.0.1:8080",
+		DataDir:            "./data",
+		MongoDatabase:      "hustack",
+		Worker:             true,
+		MCP:                true,
+		RateLimit:          store.DefaultRateLimit,
+		RateLimitMode:      rateLimitSynced,
+		UsageRetention:     90 * 24 * time.Hour,
+		TombstoneRetention: worker.DefaultTombstoneRetention,
+		IdempotencyTTL:     store.DefaultIdempotencyTTL,
+		LogLevel:           slog.LevelInfo,
+		LogFormat:          "text",
 	}
 }
 
@@ -63,6 +72,8 @@ var envVars = []envVar{
 	{"HUSTACK_RATE_LIMIT", "100/10s", "rate limit of new keys (N/s, N/m, N/h, N/<duration>)"},
 	{"HUSTACK_RATE_LIMIT_MODE", "synced", "with REDIS_URL: exact (a Redis round trip per request) or synced (shared every 100 ms)"},
 	{"HUSTACK_USAGE_RETENTION", "90d", "how long usage logs are kept (e.g. 90d, 720h)"},
+	{"HUSTACK_TOMBSTONE_RETENTION", "30d", "how long deleted records stay listed with include_deleted before they are purged"},
+	{"HUSTACK_IDEMPOTENCY_TTL", "24h", "how long an Idempotency-Key is remembered"},
 	{"HUSTACK_LOG_LEVEL", "info", "debug, info, warn or error"},
 	{"HUSTACK_LOG_FORMAT", "text", "text or json"},
 	{"HUSTACK_URL", "", "`hustack mcp`: the REST API's base URL, e.g. http://127.0.0.1:8080/api/v1"},
@@ -107,6 +118,19 @@ func loadConfig(getenv func(string) string) (Config, error) {
 	if v := strings.TrimSpace(getenv("HUSTACK_USAGE_RETENTION")); v != "" {
 		if c.UsageRetention, err = parseDuration(v); err != nil {
 			return Config{}, fmt.Errorf("HUSTACK_USAGE_RETENTION: %w", err)
+		}
+	}
+	if v := strings.TrimSpace(getenv("HUSTACK_TOMBSTONE_RETENTION")); v != "" {
+		if c.TombstoneRetention, err = parseDuration(v); err != nil {
+			return Config{}, fmt.Errorf("HUSTACK_TOMBSTONE_RETENTION: %w", err)
+		}
+	}
+	if v := strings.TrimSpace(getenv("HUSTACK_IDEMPOTENCY_TTL")); v != "" {
+		if c.IdempotencyTTL, err = parseDuration(v); err != nil {
+			return Config{}, fmt.Errorf("HUSTACK_IDEMPOTENCY_TTL: %w", err)
+		}
+		if c.IdempotencyTTL < time.Minute {
+			return Config{}, fmt.Errorf("HUSTACK_IDEMPOTENCY_TTL: %q is too short; an idempotency key must outlive a request and its retries (at least 1m)", v)
 		}
 	}
 	if v := strings.TrimSpace(getenv("HUSTACK_LOG_LEVEL")); v != "" {
@@ -208,6 +232,8 @@ func (c Config) pairs() [][2]string {
 		{"HUSTACK_RATE_LIMIT", c.RateLimit.String()},
 		{"HUSTACK_RATE_LIMIT_MODE", c.RateLimitMode},
 		{"HUSTACK_USAGE_RETENTION", c.UsageRetention.String()},
+		{"HUSTACK_TOMBSTONE_RETENTION", c.TombstoneRetention.String()},
+		{"HUSTACK_IDEMPOTENCY_TTL", c.IdempotencyTTL.String()},
 		{"HUSTACK_LOG_LEVEL", strings.ToLower(c.LogLevel.String())},
 		{"HUSTACK_LOG_FORMAT", c.LogFormat},
 		{"HUSTACK_URL", c.URL},

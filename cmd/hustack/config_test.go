@@ -19,6 +19,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 		Addr: "127.0.0.1:8080", DataDir: "./data", MongoDatabase: "hustack", Worker: true, MCP: true,
 		RateLimit: store.RateLimit{Count: 100, Period: 10 * time.Second}, RateLimitMode: "synced",
 		UsageRetention: 90 * 24 * time.Hour, LogLevel: slog.LevelInfo, LogFormat: "text",
+		TombstoneRetention: 30 * 24 * time.Hour, IdempotencyTTL: 24 * time.Hour,
 	}
 	if c != want {
 		t.Errorf("defaults = %+v, want %+v", c, want)
@@ -27,20 +28,22 @@ func TestLoadConfigDefaults(t *testing.T) {
 
 func TestLoadConfigFromEnv(t *testing.T) {
 	env := testEnv{
-		"HUSTACK_ADDR":            "0.0.0.0:9090",
-		"HUSTACK_DATA_DIR":        "/var/lib/hustack",
-		"MONGODB_URI":             "mongodb://mongo:27017",
-		"MONGODB_DATABASE":        "crm",
-		"REDIS_URL":               "redis://redis:6379/1",
-		"HUSTACK_WORKER":          "off",
-		"HUSTACK_MCP":             "false",
-		"HUSTACK_RATE_LIMIT":      "600/m",
-		"HUSTACK_USAGE_RETENTION": "30d",
-		"HUSTACK_LOG_LEVEL":       "debug",
-		"HUSTACK_LOG_FORMAT":      "JSON",
-		"HUSTACK_RATE_LIMIT_MODE": "Exact",
-		"HUSTACK_URL":             "http://127.0.0.1:9090/api/v1",
-		"HUSTACK_API_KEY":         "hs_live_secret",
+		"HUSTACK_ADDR":                "0.0.0.0:9090",
+		"HUSTACK_DATA_DIR":            "/var/lib/hustack",
+		"MONGODB_URI":                 "mongodb://mongo:27017",
+		"MONGODB_DATABASE":            "crm",
+		"REDIS_URL":                   "redis://redis:6379/1",
+		"HUSTACK_WORKER":              "off",
+		"HUSTACK_MCP":                 "false",
+		"HUSTACK_RATE_LIMIT":          "600/m",
+		"HUSTACK_USAGE_RETENTION":     "30d",
+		"HUSTACK_LOG_LEVEL":           "debug",
+		"HUSTACK_LOG_FORMAT":          "JSON",
+		"HUSTACK_RATE_LIMIT_MODE":     "Exact",
+		"HUSTACK_URL":                 "http://127.0.0.1:9090/api/v1",
+		"HUSTACK_API_KEY":             "hs_live_secret",
+		"HUSTACK_TOMBSTONE_RETENTION": "7d",
+		"HUSTACK_IDEMPOTENCY_TTL":     "48h",
 	}
 	c, err := loadConfig(env.getenv)
 	if err != nil {
@@ -52,6 +55,7 @@ func TestLoadConfigFromEnv(t *testing.T) {
 		RateLimit: store.RateLimit{Count: 600, Period: time.Minute}, RateLimitMode: "exact",
 		UsageRetention: 30 * 24 * time.Hour, LogLevel: slog.LevelDebug, LogFormat: "json",
 		URL: "http://127.0.0.1:9090/api/v1", APIKey: "hs_live_secret",
+		TombstoneRetention: 7 * 24 * time.Hour, IdempotencyTTL: 48 * time.Hour,
 	}
 	if c != want {
 		t.Errorf("config = %+v, want %+v", c, want)
@@ -60,13 +64,15 @@ func TestLoadConfigFromEnv(t *testing.T) {
 
 func TestLoadConfigErrors(t *testing.T) {
 	for name, value := range map[string]string{
-		"HUSTACK_WORKER":          "maybe",
-		"HUSTACK_MCP":             "2",
-		"HUSTACK_RATE_LIMIT":      "fast",
-		"HUSTACK_USAGE_RETENTION": "forever",
-		"HUSTACK_LOG_LEVEL":       "loud",
-		"HUSTACK_LOG_FORMAT":      "xml",
-		"HUSTACK_RATE_LIMIT_MODE": "approximate",
+		"HUSTACK_WORKER":              "maybe",
+		"HUSTACK_MCP":                 "2",
+		"HUSTACK_RATE_LIMIT":          "fast",
+		"HUSTACK_USAGE_RETENTION":     "forever",
+		"HUSTACK_LOG_LEVEL":           "loud",
+		"HUSTACK_LOG_FORMAT":          "xml",
+		"HUSTACK_RATE_LIMIT_MODE":     "approximate",
+		"HUSTACK_TOMBSTONE_RETENTION": "a month",
+		"HUSTACK_IDEMPOTENCY_TTL":     "30s", // shorter than a request and its retries
 	} {
 		_, err := loadConfig(testEnv{name: value}.getenv)
 		if err == nil || !strings.Contains(err.Error(), name) || !strings.Contains(err.Error(), value) {

@@ -2,8 +2,10 @@
 // server, and manages workspaces and API keys from the command line.
 //
 //	hustack serve
-//	hustack workspace create --name Acme
+//	hustack workspace create --name Acme --with-admin-key
 //	hustack key create --workspace ID --name zapier --scopes read:accounts,write:notes
+//	hustack key create --workspace ID --name xyz --scopes read:leads,write:leads --filter source="Vendor XYZ"
+//	hustack key rotate KEY_ID --expire-old-in 7d
 //	hustack usage --workspace ID --by key
 //	hustack worker
 //	hustack mcp
@@ -57,11 +59,16 @@ var commands = []*command{
 	{name: "serve", args: "[--addr ADDR] [--data-dir DIR]", summary: "Run the API server (and the worker, unless HUSTACK_WORKER=off) until SIGINT or SIGTERM.", run: runServe},
 	{name: "worker", args: "[--data-dir DIR]", summary: "Run the worker alone (needs REDIS_URL) until SIGINT or SIGTERM.", run: runWorker},
 	{name: "mcp", args: "[--url URL]", summary: "Serve the MCP tools over stdio for a desktop client (HUSTACK_URL, HUSTACK_API_KEY).", run: runMCP},
-	{name: "workspace create", args: "[--json] --name NAME", summary: "Create a workspace.", run: runWorkspaceCreate},
+	{name: "workspace create", args: "[--json] --name NAME [--with-admin-key]",
+		summary: "Create a workspace, and with --with-admin-key its first admin key (shown only once).", run: runWorkspaceCreate},
 	{name: "workspace list", args: "[--json]", summary: "List workspaces.", run: runWorkspaceList},
-	{name: "key create", args: "[--json] --workspace ID --name NAME --scopes SCOPES [--expires-in 720h | --expires-at RFC3339] [--rate-limit 600/m]",
+	{name: "workspace policy", args: "[--json] --workspace ID [--max-key-lifetime 366d|0] [--require-expiry=true|false] [--disable-unused-after 90d|0]",
+		summary: "Show a workspace's key policy, or change the rules given as flags.", run: runWorkspacePolicy},
+	{name: "key create", args: "[--json] --workspace ID --name NAME --scopes SCOPES [--filter FIELD=VALUE] [--expires-in 720h | --expires-at RFC3339] [--rate-limit 600/m]",
 		summary: "Create an API key; the key is shown only once.", run: runKeyCreate},
 	{name: "key list", args: "[--json] --workspace ID", summary: "List a workspace's API keys (never the keys themselves).", run: runKeyList},
+	{name: "key rotate", args: "[--json] KEY_ID [--expire-old-in 168h|7d|now]",
+		summary: "Replace an API key with a new one (shown only once); the old one works until --expire-old-in has passed.", run: runKeyRotate},
 	{name: "key revoke", args: "[--json] KEY_ID", summary: "Revoke an API key; running servers refuse it within 2 seconds.", run: runKeyRevoke},
 	{name: "usage", args: "[--json] --workspace ID [--key KEY_ID] [--since 24h] [--by day|key|route|status]",
 		summary: "Count a workspace's API requests by day, key, route or status.", run: runUsage},

@@ -144,7 +144,7 @@ func TestKeyCreateJSON(t *testing.T) {
 
 	k := mustJSON[map[string]any](t, e, "key", "create", "--json", "--workspace", ws, "--name", "zapier",
 		"--scopes", "write:notes,read:accounts,read:accounts")
-	want := []string{"expires_at", "id", "key", "name", "prefix", "rate_limit", "scopes", "workspace_id"}
+	want := []string{"expires_at", "filter", "id", "key", "name", "prefix", "rate_limit", "scopes", "workspace_id"}
 	if got := keysOf(k); !slices.Equal(got, want) {
 		t.Errorf("key create --json fields = %v, want %v", got, want)
 	}
@@ -156,7 +156,7 @@ func TestKeyCreateJSON(t *testing.T) {
 	if prefix == "" || !strings.HasPrefix(raw, prefix) || len(prefix) >= len(raw)-16 {
 		t.Errorf("prefix %q must be a short start of the key %q", prefix, raw)
 	}
-	if k["workspace_id"] != ws || k["name"] != "zapier" || k["expires_at"] != nil || k["rate_limit"] != "100/10s" {
+	if k["workspace_id"] != ws || k["name"] != "zapier" || k["expires_at"] != nil || k["rate_limit"] != "100/10s" || k["filter"] != nil {
 		t.Errorf("key create --json = %v", k)
 	}
 	if got := k["scopes"]; !slices.Equal(toStrings(got), []string{"read:accounts", "write:notes"}) {
@@ -181,7 +181,7 @@ func TestKeyCreateJSON(t *testing.T) {
 			t.Errorf("key list --json has a %q field", field)
 		}
 	}
-	for _, field := range []string{"created_at", "expires_at", "revoked_at", "last_used_at", "scopes", "rate_limit"} {
+	for _, field := range []string{"created_at", "expires_at", "revoked_at", "last_used_at", "scopes", "rate_limit", "filter", "requests_7d"} {
 		if _, ok := list[0][field]; !ok {
 			t.Errorf("key list --json lacks %q", field)
 		}
@@ -280,7 +280,7 @@ func TestKeyCreateReadable(t *testing.T) {
 	}
 
 	table := mustRun(t, e, "key", "list", "--workspace", ws)
-	for _, want := range []string{"ID", "NAME", "PREFIX", "SCOPES", "STATUS", "CREATED", "EXPIRES", "LAST USED", p.KeyID, "n8n", p.KeyPrefix, "read:deals", "active", "never"} {
+	for _, want := range []string{"ID", "NAME", "PREFIX", "SCOPES", "STATUS", "CREATED", "EXPIRES", "LAST USED", p.KeyID, "n8n", p.KeyPrefix, "read:deals", "expiring", "never"} { // expires within 7 days
 		if !strings.Contains(table, want) {
 			t.Errorf("key list table lacks %q:\n%s", want, table)
 		}
@@ -402,7 +402,8 @@ func TestHelp(t *testing.T) {
 		if r.err != nil {
 			t.Fatalf("hustack %v: %v", args, r.err)
 		}
-		for _, want := range []string{"Usage:", "serve", "workspace create", "key create", "key list", "key revoke", "HUSTACK_DATA_DIR", "MONGODB_URI"} {
+		for _, want := range []string{"Usage:", "serve", "workspace create", "workspace policy", "key create", "key list", "key rotate",
+			"key revoke", "HUSTACK_DATA_DIR", "MONGODB_URI", "HUSTACK_TOMBSTONE_RETENTION", "HUSTACK_IDEMPOTENCY_TTL"} {
 			if !strings.Contains(r.stdout, want) {
 				t.Errorf("hustack %v lacks %q:\n%s", args, want, r.stdout)
 			}
@@ -413,7 +414,8 @@ func TestHelp(t *testing.T) {
 		if r.err != nil {
 			t.Fatalf("hustack %v: %v", args, r.err)
 		}
-		for _, want := range []string{"Usage: hustack key create", "--workspace ID", "--expires-in DURATION", "--expires-at TIME", "--rate-limit LIMIT", "--json"} {
+		for _, want := range []string{"Usage: hustack key create", "--workspace ID", "--expires-in DURATION", "--expires-at TIME", "--rate-limit LIMIT",
+			"--filter FIELD=VALUE", "--json"} {
 			if !strings.Contains(r.stdout, want) {
 				t.Errorf("hustack %v lacks %q:\n%s", args, want, r.stdout)
 			}

@@ -45,6 +45,7 @@ func openService(ctx context.Context, cfg Config, opts ...store.Option) (*store.
 		}
 		b = db
 	}
+	opts = append([]store.Option{store.WithIdempotencyTTL(cfg.IdempotencyTTL)}, opts...)
 	return store.NewService(b, opts...), nil
 }
 
