@@ -67,7 +67,20 @@ const (
 	benchNoDBPath = api.APIPrefix + "/accounts/bench-not-an-id" // not an id: 404 before the store
 )
 
+// The deep pagination scenarios (--deep N): the first page of a workspace
+// of N accounts and the page at depth N-50 by cursor and by offset. "6"
+// selects all three.
+const (
+	scenDeepFirst  = "6a"
+	scenDeepCursor = "6b"
+	scenDeepOffset = "6c"
+	scenDeep       = "6"
+)
+
 var scenarioIDs = []string{scenBare, scenChain, scenChainOff, scenMe, scenListOn, scenListOff, scenNote, scenMCP}
+
+// deepScenarioIDs run only with --deep.
+var deepScenarioIDs = []string{scenDeepFirst, scenDeepCursor, scenDeepOffset}
 
 // mcpListAccountsBody is one self-contained tools/call request of protocol
 // 2026-07-28: no initialize round trip is needed.
@@ -93,6 +106,7 @@ type benchOptions struct {
 	profileDir  string
 	only        map[string]bool // --scenarios; nil: every scenario
 	deferWorker bool
+	deep        int // accounts of the deep pagination part; 0: not run
 }
 
 // runBench is `hustack bench`, the project's load test: it drives HTTP load
@@ -114,18 +128,30 @@ func runBench(ctx context.Context, c *cli, args []string) error {
 	fs.StringVar(&o.profileDir, "profile", "", "write a CPU profile of each measured scenario to `DIR`")
 	fs.BoolVar(&o.deferWorker, "defer-worker", false, "store the usage events only after the load, as when workers run on "+
 		"other machines: the figures then show the API's own cost (in process only)")
-	scenarios := fs.String("scenarios", "", "run only these scenarios: `IDS` separated by commas, such as 1,2,3on (default all)")
+	fs.IntVar(&o.deep, "deep", 0, fmt.Sprintf("also measure deep pagination: seed a workspace of `N` accounts (%d to %d) and "+
+		"compare its first page with the page at depth N-%d by cursor and by offset (scenarios 6a, 6b, 6c; in process only)",
+		benchMinDeep, benchMaxDeep, benchPageSize))
+	scenarios := fs.String("scenarios", "", "run only these scenarios: `IDS` separated by commas, such as 1,2,3on "+
+		"(default all; 6 is 6a,6b,6c)")
 	if _, err := c.parse(fs, args, 0, 0); err != nil {
 		return err
 	}
 	if *scenarios != "" {
 		o.only = map[string]bool{}
+		known := slices.Concat(scenarioIDs, deepScenarioIDs)
 		for id := range strings.SplitSeq(*scenarios, ",") {
 			id = strings.TrimSpace(id)
-			if !slices.Contains(scenarioIDs, id) {
-				return usageErrorf("bench: --scenarios: unknown scenario %q; the scenarios are %s", id, strings.Join(scenarioIDs, ", "))
+			switch {
+			case id == scenDeep:
+				for _, d := range deepScenarioIDs {
+					o.only[d] = true
+				}
+			case slices.Contains(known, id):
+				o.only[id] = true
+			default:
+				return usageErrorf("bench: --scenarios: unknown scenario %q; the scenarios are %s (6 for all of 6a, 6b, 6c)",
+					id, strings.Join(known, ", "))
 			}
-			o.only[id] = true
 		}
 	}
 	if err := o.validate(c.cfg); err != nil {
@@ -170,6 +196,12 @@ func (o *benchOptions) validate(cfg Config) error {
 		return usageErrorf("bench: --warmup must be between 0 and %s", benchMaxWarmup)
 	case o.seed < 0 || o.seed > benchMaxSeed:
 		return usageErrorf("bench: --seed must be between 0 and %d", benchMaxSeed)
+	case o.deep != 0 && (o.deep < benchMinDeep || o.deep > benchMaxDeep):
+		return usageErrorf("bench: --deep must be 0 (off) or between %d and %d", benchMinDeep, benchMaxDeep)
+	case o.deep != 0 && o.url != "":
+		return usageErrorf("bench: --deep needs the in-process server; it cannot be used with --url")
+	case o.deep == 0 && o.only != nil && slices.ContainsFunc(deepScenarioIDs, func(id string) bool { return o.only[id] }):
+		return usageErrorf("bench: --scenarios: scenarios 6a, 6b and 6c need --deep N")
 	}
 	o.warmup = min(o.warmup, o.duration/2)
 	if o.url != "" && o.deferWorker {
@@ -248,7 +280,9 @@ type benchReport struct {
 	Scenarios   []scenarioResult `json:"scenarios"`
 	Ratios      []ratioResult    `json:"ratios"`
 	Events      eventsResult     `json:"events"`
-	Notes       []string         `json:"notes"`
+	// Deep is the deep pagination part; nil unless --deep selected it.
+	Deep  *deepResult `json:"deep,omitempty"`
+	Notes []string    `json:"notes"`
 }
 
 // scenarioResult is one measured scenario. Latencies are client-side, from
@@ -271,7 +305,10 @@ type scenarioResult struct {
 	// not depend on what else the machine runs.
 	CPUMicros  float64 `json:"cpu_us_per_request,omitempty"`
 	FirstError string  `json:"first_error,omitempty"`
-	Skipped    string  `json:"skipped,omitempty"`
+	// Clients is the number of concurrent clients when it is not the
+	// report's concurrency.
+	Clients int    `json:"clients,omitempty"`
+	Skipped string `json:"skipped,omitempty"`
 }
 
 // ratioResult compares the throughput of two scenarios.
@@ -352,6 +389,13 @@ func (r *benchReport) computeRatios() {
 		ratio("3on/3off", "list accounts with usage logging / without", scenListOn, scenListOff, targetUsage),
 		ratio("5/3on", "MCP tools/call list_accounts / REST list accounts", scenMCP, scenListOn, targetMCP),
 	}
+	if r.Deep != nil {
+		r.Ratios = append(r.Ratios,
+			ratio("6b/6a", "page at depth N-50 by cursor / first page (no target: the issue asks for about 1)",
+				scenDeepCursor, scenDeepFirst, 0),
+			ratio("6c/6a", "page at depth N-50 by offset / first page (no target: for comparison)",
+				scenDeepOffset, scenDeepFirst, 0))
+	}
 }
 
 // failure is the error that makes the command exit non-zero: a request
@@ -362,6 +406,9 @@ func (r *benchReport) failure() error {
 		if s.Errors > 0 {
 			bad = append(bad, fmt.Sprintf("scenario %s: %d errors (first: %s)", s.ID, s.Errors, s.FirstError))
 		}
+	}
+	if r.Deep != nil && !r.Deep.SamePage {
+		bad = append(bad, "deep pagination: the pages by cursor and by offset differ: "+r.Deep.Mismatch)
 	}
 	if r.Events.Skipped == "" && !r.Events.Match {
 		bad = append(bad, fmt.Sprintf("usage events: %d sent, %d stored, %d dropped, %d recorded for %d responses",
@@ -431,6 +478,15 @@ func (r *benchReport) writeTable(w io.Writer) {
 			fmt.Fprintf(w, "Deferred worker: stored them in %.3f s after the load, %.1f µs of CPU per event\n", e.StoreSeconds, e.StoreCPUMicros)
 		}
 	}
+	if d := r.Deep; d != nil {
+		same := "the same records"
+		if !d.SamePage {
+			same = "DIFFERENT records"
+		}
+		fmt.Fprintf(w, "Deep pagination: %d accounts seeded in %.3f s (%.0f/s, %d writers through the store); "+
+			"the cursor of depth %d took a walk of %d pages of %d in %.3f s; cursor and offset pages hold %s\n",
+			d.Accounts, d.SeedSeconds, d.SeedPerSecond, d.SeedWriters, d.Depth, d.WalkPages, d.WalkLimit, d.WalkSeconds, same)
+	}
 	for _, n := range r.Notes {
 		fmt.Fprintln(w, "Note: "+n)
 	}
@@ -450,6 +506,7 @@ type benchTarget struct {
 	id, name string
 	method   string
 	url      string
+	display  string // the request as the report shows it; "" derives it from url
 	body     []byte
 	header   http.Header
 	expect   int
@@ -459,9 +516,18 @@ type benchTarget struct {
 	// usage reports whether the route records usage events, for the events
 	// check.
 	usage bool
+	// For slow requests: noWarmup skips the warm-up; maxRequests, when
+	// set, caps the measured requests below benchMaxRequests; concurrency,
+	// when set, replaces --concurrency.
+	noWarmup    bool
+	maxRequests int64
+	concurrency int
 }
 
 func (t *benchTarget) request() string {
+	if t.display != "" {
+		return t.display
+	}
 	u, err := url.Parse(t.url)
 	if err != nil {
 		return t.method + " " + t.url
@@ -713,6 +779,10 @@ func newBenchClient(concurrency int, allowRemote bool) *http.Client {
 // measured load.
 func (br *benchRunner) run(ctx context.Context, t *benchTarget) (scenarioResult, error) {
 	res := scenarioResult{ID: t.id, Name: t.name, Request: t.request(), ExpectStatus: t.expect}
+	clients := br.o.concurrency
+	if t.concurrency > 0 && t.concurrency != clients {
+		clients, res.Clients = t.concurrency, t.concurrency
+	}
 	count := func(n int64) {
 		if t.usage {
 			br.responses.Add(uint64(n))
@@ -731,8 +801,8 @@ func (br *benchRunner) run(ctx context.Context, t *benchTarget) (scenarioResult,
 		res.Skipped = "the first request failed"
 		return res, nil
 	}
-	if br.o.warmup > 0 {
-		w := drive(ctx, br.hc, t, br.o.concurrency, br.o.warmup, benchMaxRequests)
+	if br.o.warmup > 0 && !t.noWarmup {
+		w := drive(ctx, br.hc, t, clients, br.o.warmup, benchMaxRequests)
 		count(w.answered)
 		if err := ctx.Err(); err != nil {
 			return res, err
@@ -750,7 +820,7 @@ func (br *benchRunner) run(ctx context.Context, t *benchTarget) (scenarioResult,
 		return res, err
 	}
 	cpu0, cpuOK := processCPU()
-	m := drive(ctx, br.hc, t, br.o.concurrency, br.o.duration, benchMaxRequests)
+	m := drive(ctx, br.hc, t, clients, br.o.duration, cmp.Or(t.maxRequests, benchMaxRequests))
 	if err := ctx.Err(); err != nil {
 		stopProfile()
 		return res, err

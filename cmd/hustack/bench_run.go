@@ -120,6 +120,16 @@ func benchInProcess(ctx context.Context, c *cli, o benchOptions) (_ *benchReport
 	if rep.Scenarios, err = br.runAll(ctx, targets, nil); err != nil {
 		return nil, err
 	}
+	keys := []string{rawKey}
+	if o.deepSelected() {
+		deep, scenarios, deepKey, err := runDeep(ctx, br, on.Service, srv.root, c.stderr)
+		if err != nil {
+			return nil, err
+		}
+		rep.Deep = deep
+		rep.Scenarios = append(rep.Scenarios, scenarios...)
+		keys = append(keys, deepKey)
+	}
 	rep.computeRatios()
 
 	// The events check: stop taking requests, flush and drain, then count
@@ -139,7 +149,7 @@ func benchInProcess(ctx context.Context, c *cli, o benchOptions) (_ *benchReport
 		return nil, fmt.Errorf("bench: stop servers: %w", err)
 	}
 	st := on.Batcher.Stats()
-	stored, err := countStoredUsage(ctx, cfg, rawKey)
+	stored, err := countStoredUsage(ctx, cfg, keys...)
 	if err != nil {
 		return nil, err
 	}
@@ -168,6 +178,9 @@ func benchInProcess(ctx context.Context, c *cli, o benchOptions) (_ *benchReport
 		cpuNote(o.deferWorker),
 		"Client and servers share this machine's CPUs: the ratios compare like with like, the absolute figures are lower than a separate client would show.",
 	)
+	if rep.Deep != nil {
+		rep.Notes = append(rep.Notes, deepNote())
+	}
 	return rep, nil
 }
 
@@ -182,20 +195,10 @@ func cpuNote(deferred bool) string {
 
 // benchSetup creates the workspace, a key with every scope, and n accounts.
 func benchSetup(ctx context.Context, svc *store.Service, n int) (rawKey string, err error) {
-	ws, err := svc.CreateWorkspace(ctx, "Bench")
+	rawKey, sc, err := benchWorkspace(ctx, svc, "Bench")
 	if err != nil {
-		return "", fmt.Errorf("bench: create workspace: %w", err)
+		return "", err
 	}
-	rl := benchRateLimit
-	_, rawKey, err = svc.CreateAPIKey(ctx, store.KeyInput{WorkspaceID: ws.ID, Name: "bench", Scopes: store.AllScopes(), RateLimit: &rl})
-	if err != nil {
-		return "", fmt.Errorf("bench: create key: %w", err)
-	}
-	p, err := svc.Authenticate(ctx, rawKey)
-	if err != nil {
-		return "", fmt.Errorf("bench: %w", err)
-	}
-	sc := svc.Scoped(p)
 	industries := []string{"Software", "Retail", "Manufacturing", "Finance", "Health"}
 	for i := range n {
 		if _, err := sc.CreateRecord(ctx, store.Accounts, map[string]any{
@@ -270,25 +273,27 @@ func quiesceUsage(ctx context.Context, a *app, stored bool) error {
 	return nil
 }
 
-// countStoredUsage opens the closed store again and counts the workspace's
-// usage rows.
-func countStoredUsage(ctx context.Context, cfg Config, rawKey string) (int64, error) {
+// countStoredUsage opens the closed store again and counts the usage rows
+// of the keys' workspaces.
+func countStoredUsage(ctx context.Context, cfg Config, rawKeys ...string) (int64, error) {
 	svc, err := openService(ctx, cfg)
 	if err != nil {
 		return 0, err
 	}
 	defer svc.Close()
-	p, err := svc.Authenticate(ctx, rawKey)
-	if err != nil {
-		return 0, fmt.Errorf("bench: %w", err)
-	}
-	counts, err := svc.Scoped(p).CountUsage(ctx, store.UsageQuery{}, store.GroupByKey)
-	if err != nil {
-		return 0, fmt.Errorf("bench: count usage rows: %w", err)
-	}
 	var n int64
-	for _, g := range counts {
-		n += g.Count
+	for _, raw := range rawKeys {
+		p, err := svc.Authenticate(ctx, raw)
+		if err != nil {
+			return 0, fmt.Errorf("bench: %w", err)
+		}
+		counts, err := svc.Scoped(p).CountUsage(ctx, store.UsageQuery{}, store.GroupByKey)
+		if err != nil {
+			return 0, fmt.Errorf("bench: count usage rows: %w", err)
+		}
+		for _, g := range counts {
+			n += g.Count
+		}
 	}
 	return n, nil
 }

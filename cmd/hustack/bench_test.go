@@ -46,8 +46,8 @@ func TestBenchInProcess(t *testing.T) {
 	rep := mustJSON[benchReport](t, e, "bench", "--json", "--duration", "150ms", "--warmup", "50ms",
 		"--concurrency", "2", "--seed", "60")
 
-	if rep.Mode != "in-process" || rep.Concurrency != 2 || rep.Accounts != 60 {
-		t.Errorf("report header: mode %q, concurrency %d, accounts %d", rep.Mode, rep.Concurrency, rep.Accounts)
+	if rep.Mode != "in-process" || rep.Concurrency != 2 || rep.Accounts != 60 || rep.Deep != nil {
+		t.Errorf("report header: mode %q, concurrency %d, accounts %d, deep %+v", rep.Mode, rep.Concurrency, rep.Accounts, rep.Deep)
 	}
 	var ids []string
 	for _, s := range rep.Scenarios {
@@ -90,16 +90,61 @@ func TestBenchTable(t *testing.T) {
 	t.Parallel()
 	e := newTestEnv(t)
 	out := mustRun(t, e, "bench", "--duration", "50ms", "--warmup", "0s", "--concurrency", "1", "--seed", "5",
-		"--scenarios", "1,2,4", "--defer-worker")
+		"--scenarios", "1,2,4,6c", "--deep", "100", "--defer-worker")
 	for _, want := range []string{
 		"REQ/S", "P99 MS",
 		"bare gin handler", "GET " + benchNoDBPath, "POST /api/v1/notes",
 		"skipped: not selected by --scenarios",
 		"2/1", "Usage events: sent ", ": MATCH", "Deferred worker: stored them in",
+		"GET /api/v1/accounts?limit=50&offset=50", "6c/6a",
+		"Deep pagination: 100 accounts seeded in ", "cursor and offset pages hold the same records",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("table lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+// TestBenchDeep runs the deep pagination part alone on a small workspace.
+func TestBenchDeep(t *testing.T) {
+	t.Parallel()
+	e := newTestEnv(t)
+	rep := mustJSON[benchReport](t, e, "bench", "--json", "--duration", "100ms", "--warmup", "20ms",
+		"--concurrency", "2", "--seed", "0", "--deep", "500", "--scenarios", "6")
+
+	d := rep.Deep
+	if d == nil {
+		t.Fatal("no deep section in the report")
+	}
+	// 450 records before the page, reached by cursor in pages of 200.
+	if d.Accounts != 500 || d.Depth != 450 || d.WalkLimit != 200 || d.WalkPages != 3 || !d.SamePage || d.Mismatch != "" ||
+		d.SeedSeconds <= 0 || d.SeedPerSecond <= 0 || d.SeedWriters < 1 {
+		t.Errorf("deep section: %+v", *d)
+	}
+	for _, id := range deepScenarioIDs {
+		checkMeasured(t, rep, id)
+	}
+	if s := rep.scenario(scenDeepCursor); s != nil && !strings.Contains(s.Request, "cursor=") {
+		t.Errorf("scenario 6b request %q", s.Request)
+	}
+	if s := rep.scenario(scenDeepOffset); s != nil && (!strings.Contains(s.Request, "offset=450") || s.Requests > 10) {
+		t.Errorf("scenario 6c: request %q, %d requests", s.Request, s.Requests)
+	}
+	for _, id := range scenarioIDs {
+		if s := rep.scenario(id); s == nil || s.Skipped != "not selected by --scenarios" {
+			t.Errorf("scenario %s should be skipped: %+v", id, s)
+		}
+	}
+	for _, name := range []string{"6b/6a", "6c/6a"} {
+		if r := ratioOf(rep, name); r == nil || r.Skipped != "" || r.Value == nil || *r.Value <= 0 || r.Target != nil {
+			t.Errorf("ratio %s: %+v", name, r)
+		}
+	}
+	// The walk, the page checks and the three scenarios log usage in the
+	// deep workspace: every event is stored.
+	ev := rep.Events
+	if !ev.Match || ev.Stored == 0 || ev.Responses != ev.Recorded || int64(ev.Sent) != ev.Stored {
+		t.Errorf("usage events: %+v", ev)
 	}
 }
 
@@ -149,6 +194,11 @@ func TestBenchFlags(t *testing.T) {
 		{"--url", "http://192.0.2.1:8080", "--key", "k"}, // not loopback
 		{"--url", "ftp://127.0.0.1", "--key", "k"},
 		{"--url", "http://127.0.0.1:1", "--key", "k", "--defer-worker"},
+		{"--deep", "50"},
+		{"--deep", "-1"},
+		{"--deep", "100000000"},
+		{"--scenarios", "6b"}, // a deep scenario without --deep
+		{"--deep", "1000", "--url", "http://127.0.0.1:1", "--key", "k"}, // in process only
 	} {
 		r := runCLI(t, e, append([]string{"bench"}, args...)...)
 		if _, ok := errors.AsType[*usageError](r.err); !ok {
