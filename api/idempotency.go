@@ -57,7 +57,7 @@ func (s *server) runIdempotent(c *gin.Context, rt Route) {
 	}
 	key := vals[0]
 	if !store.ValidIdempotencyKey(key) {
-		s.writeError(c, store.FieldError(IdempotencyKeyHeader, "must be 1 to 255 printable ASCII characters."))
+		s.writeError(c, store.FieldError(IdempotencyKeyHeader, store.IdempotencyKeyRule))
 		return
 	}
 	body, err := readBody(c.Request)

@@ -48,9 +48,10 @@ func (s *server) requestID(c *gin.Context) {
 	c.Next()
 }
 
-// saneRequestID accepts 1 to 128 characters of letters, digits and ._:- .
+// saneRequestID accepts 1 to 128 characters of letters, digits and ._:- ,
+// unless they hold an API key: request ids are logged and kept with usage.
 func saneRequestID(id string) bool {
-	if id == "" || len(id) > 128 {
+	if id == "" || len(id) > 128 || strings.Contains(id, store.KeyPrefix) {
 		return false
 	}
 	for i := 0; i < len(id); i++ {
@@ -282,9 +283,38 @@ func (s *server) recordUsage(transport string) gin.HandlerFunc {
 			Time:        start.UTC().Truncate(time.Millisecond),
 			RequestID:   c.GetString(requestIDKey),
 			Transport:   transport,
-			UserAgent:   truncateUTF8(c.Request.UserAgent(), maxUserAgent),
+			UserAgent:   truncateUTF8(redactKeys(c.Request.UserAgent()), maxUserAgent),
 		})
 	}
+}
+
+// redactKeys replaces whatever follows the key prefix in s, up to the next
+// character that cannot be part of a key, so that a key a client put in an
+// odd place (its user agent) is not kept.
+func redactKeys(s string) string {
+	if !strings.Contains(s, store.KeyPrefix) {
+		return s
+	}
+	var b strings.Builder
+	for {
+		i := strings.Index(s, store.KeyPrefix)
+		if i < 0 {
+			b.WriteString(s)
+			return b.String()
+		}
+		b.WriteString(s[:i])
+		b.WriteString("[redacted]")
+		s = s[i+len(store.KeyPrefix):]
+		j := 0
+		for j < len(s) && isKeyChar(s[j]) {
+			j++
+		}
+		s = s[j:]
+	}
+}
+
+func isKeyChar(ch byte) bool {
+	return 'a' <= ch && ch <= 'z' || 'A' <= ch && ch <= 'Z' || '0' <= ch && ch <= '9'
 }
 
 // truncateUTF8 returns s as valid UTF-8 of at most n bytes.

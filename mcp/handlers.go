@@ -90,7 +90,7 @@ func (ts *toolServer) idempotent(ctx context.Context, t registeredTool, req mcp.
 	key, ok := keyArg.(string)
 	if !ok || !store.ValidIdempotencyKey(key) {
 		return ts.toolError(ctx, req, store.FieldError(idempotencyKeyArg,
-			"must be a string of 1 to 255 printable ASCII characters, got %s.", shown(keyArg)))
+			"%s Got %s.", store.IdempotencyKeyRule, shown(keyArg)))
 	}
 	caller := ts.caller(ctx)
 	fp, err := fingerprint(caller.KeyID, t.op.Name, args)
@@ -609,8 +609,8 @@ func shown(v any) string {
 
 // stringArg reads a string argument; absent or null gives "".
 func stringArg(args map[string]any, name string) (string, error) {
-	v, ok := args[name]
-	if !ok || v == nil {
+	v, ok := present(args, name)
+	if !ok {
 		return "", nil
 	}
 	s, ok := v.(string)

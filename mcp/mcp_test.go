@@ -245,7 +245,7 @@ func scenario(t *testing.T, e *env, c connector, version string) {
 		{tool: "batch_create_notes", args: map[string]any{"records": "all of them"},
 			method: "POST", path: "/notes/batch", body: `{"records":"all of them"}`, code: store.EBADREQUEST},
 		{tool: "update_account", args: map[string]any{"id": id, "name": "x", "idempotency_key": ""}, code: store.EBADREQUEST,
-			message: `idempotency_key: must be a string of 1 to 255 printable ASCII characters, got "".`},
+			message: `idempotency_key: ` + store.IdempotencyKeyRule + ` Got "".`},
 		{tool: "update_account", args: map[string]any{"name": "x"}, code: store.EBADREQUEST, message: "id: is required."},
 		{tool: "upsert_account", args: map[string]any{"name": "x"}, code: store.EBADREQUEST, message: "external_id: is required."},
 		{tool: "batch_upsert_leads", args: map[string]any{"records": []any{map[string]any{"name": "x"}}, "limit": 3},

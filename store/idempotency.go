@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"strings"
 	"time"
 )
 
@@ -15,9 +16,12 @@ const idempotencyLease = time.Minute
 // WithIdempotencyTTL sets how long idempotency keys are remembered.
 func WithIdempotencyTTL(d time.Duration) Option { return func(s *Service) { s.idemTTL = d } }
 
-// ValidIdempotencyKey reports whether key is 1 to 255 printable ASCII characters.
+// ValidIdempotencyKey reports whether key is 1 to 255 printable ASCII
+// characters. Idempotency keys are stored as given, so one holding an API key
+// (a client mixing up its headers) is refused: raw keys never reach the
+// database.
 func ValidIdempotencyKey(key string) bool {
-	if len(key) < 1 || len(key) > 255 {
+	if len(key) < 1 || len(key) > 255 || strings.Contains(key, KeyPrefix) {
 		return false
 	}
 	for i := 0; i < len(key); i++ {
@@ -27,6 +31,9 @@ func ValidIdempotencyKey(key string) bool {
 	}
 	return true
 }
+
+// IdempotencyKeyRule says what ValidIdempotencyKey accepts.
+const IdempotencyKeyRule = "must be 1 to 255 printable ASCII characters, and not an API key."
 
 // Idempotent runs fn at most once for a workspace's idempotency key. The
 // first response is stored and returned again (replayed is true) for the same
@@ -41,7 +48,7 @@ func (sc *Scoped) Idempotent(ctx context.Context, key, fingerprint string, fn fu
 		return resp, false, ErrMissingKey
 	}
 	if !ValidIdempotencyKey(key) {
-		return resp, false, FieldError("Idempotency-Key", "must be 1 to 255 printable ASCII characters.")
+		return resp, false, FieldError("Idempotency-Key", IdempotencyKeyRule)
 	}
 	b := sc.s.backend
 	ws := sc.p.WorkspaceID

@@ -234,9 +234,10 @@ func (s *Service) DisableUnusedKeys(ctx context.Context) (int, error) {
 
 // manages reports whether the caller may see and manage key k: a key of its
 // workspace that it could have created itself (no more scopes, no looser
-// filter).
+// filter, no larger rate limit). Rotation hands out a raw key with k's
+// rights, so this is also what keeps rotation from escalating.
 func (sc *Scoped) manages(k *APIKey) bool {
-	if k.WorkspaceID != sc.p.WorkspaceID {
+	if k.WorkspaceID != sc.p.WorkspaceID || !withinLimit(k.RateLimit, sc.p.RateLimit) {
 		return false
 	}
 	for _, s := range k.Scopes {
@@ -335,14 +336,22 @@ func (sc *Scoped) CreateAPIKey(ctx context.Context, in KeyInput) (*APIKey, strin
 		}
 		in.Filter = f
 	}
-	if in.RateLimit != nil && ratePerSecond(*in.RateLimit) > ratePerSecond(sc.p.RateLimit) {
-		return nil, "", FieldError("rate_limit", "must not exceed the calling key's limit %s.", sc.p.RateLimit)
+	if in.RateLimit != nil && !withinLimit(*in.RateLimit, sc.p.RateLimit) {
+		return nil, "", FieldError("rate_limit", "must not exceed the calling key's limit %s, in rate or in burst (%d requests).",
+			sc.p.RateLimit, sc.p.RateLimit.Count)
 	}
 	if in.RateLimit == nil {
 		limit := sc.p.RateLimit
 		in.RateLimit = &limit
 	}
 	return sc.s.CreateAPIKey(ctx, in)
+}
+
+// withinLimit reports whether limit r allows no more than max: neither a
+// higher sustained rate nor a larger burst (a key may spend its whole Count
+// at once).
+func withinLimit(r, max RateLimit) bool {
+	return r.Count <= max.Count && ratePerSecond(r) <= ratePerSecond(max)
 }
 
 func ratePerSecond(r RateLimit) float64 {

@@ -80,6 +80,22 @@ func (sc *Scoped) FindRecords(ctx context.Context, r *Resource, lp ListParams) (
 	if err != nil {
 		return Page[*Record]{}, err
 	}
+	// A client filter on a field the key's filter fixes is either redundant
+	// or matches nothing; it is settled here so that no backend ever gets
+	// two conditions on one field (whose meaning a document database may
+	// reduce to the last one).
+	for _, f := range kf {
+		for i := 0; i < len(q.Filters); i++ {
+			if q.Filters[i].Field != f.Field {
+				continue
+			}
+			if q.Filters[i].Value != f.Value {
+				return pageOf([]*Record{}, lp), nil
+			}
+			q.Filters = append(q.Filters[:i], q.Filters[i+1:]...)
+			i--
+		}
+	}
 	q.Filters = append(q.Filters, kf...)
 	rows, err := sc.s.backend.FindRecords(ctx, r, sc.p.WorkspaceID, q)
 	if err != nil {

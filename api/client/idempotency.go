@@ -46,7 +46,7 @@ func WithIdempotencyKey(ctx context.Context, key string) context.Context {
 func (c *Client) Idempotent(ctx context.Context, key, fingerprint string, fn func(context.Context) (store.IdempotentResponse, error)) (resp store.IdempotentResponse, replayed bool, err error) {
 	if !store.ValidIdempotencyKey(key) {
 		// The header would be refused, or could not even be sent.
-		return resp, false, store.FieldError("Idempotency-Key", "must be 1 to 255 printable ASCII characters.")
+		return resp, false, store.FieldError("Idempotency-Key", store.IdempotencyKeyRule)
 	}
 	idem := &idempotency{key: key}
 	resp, err = fn(context.WithValue(ctx, idempotencyKey{}, idem))
