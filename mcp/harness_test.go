@@ -250,19 +250,7 @@ func (s *mcpGoSession) ListTools(ctx context.Context) ([]toolInfo, error) {
 	if err != nil {
 		return nil, err
 	}
-	var out []toolInfo
-	for _, tl := range res.Tools {
-		b, err := json.Marshal(tl)
-		if err != nil {
-			return nil, err
-		}
-		info, err := decodeToolInfo(b)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, info)
-	}
-	return out, nil
+	return toolInfos(res.Tools)
 }
 
 func (s *mcpGoSession) CallTool(ctx context.Context, name string, args map[string]any) (toolResult, error) {
@@ -345,19 +333,7 @@ func (s *sdkSession) ListTools(ctx context.Context) ([]toolInfo, error) {
 	if err != nil {
 		return nil, err
 	}
-	var out []toolInfo
-	for _, tl := range res.Tools {
-		b, err := json.Marshal(tl)
-		if err != nil {
-			return nil, err
-		}
-		info, err := decodeToolInfo(b)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, info)
-	}
-	return out, nil
+	return toolInfos(res.Tools)
 }
 
 func (s *sdkSession) CallTool(ctx context.Context, name string, args map[string]any) (toolResult, error) {
@@ -380,6 +356,24 @@ func (s *sdkSession) CallTool(ctx context.Context, name string, args map[string]
 }
 
 func (s *sdkSession) Close() error { return s.cs.Close() }
+
+// toolInfos reads the tools of a tools/list answer, whichever SDK's types
+// they come in, through their JSON form.
+func toolInfos[T any](tools []T) ([]toolInfo, error) {
+	var out []toolInfo
+	for _, tl := range tools {
+		b, err := json.Marshal(tl)
+		if err != nil {
+			return nil, err
+		}
+		info, err := decodeToolInfo(b)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, info)
+	}
+	return out, nil
+}
 
 func decodeToolInfo(b []byte) (toolInfo, error) {
 	var raw struct {

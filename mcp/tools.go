@@ -80,7 +80,7 @@ func toolFor(op store.Operation) (mcp.Tool, bool) {
 			op.Summary, about, r.Name, strings.Join(r.FilterNames(), ", "), strings.Join(r.SearchFields, " and "),
 			r.Singular, r.Singular)
 	case store.ActionGet:
-		in = idInput(r, fmt.Sprintf("The %s's id (a UUID), as returned by list_%s or create_%s.", r.Singular, r.Name, r.Singular))
+		in = idInput(fmt.Sprintf("The %s's id (a UUID), as returned by list_%s or create_%s.", r.Singular, r.Name, r.Singular))
 		out = recordSchema(r)
 		desc = fmt.Sprintf("%s %s\n\nReturns the %s with all its fields (null when unset). "+
 			"An id that does not exist in this workspace answers not_found.",
@@ -102,7 +102,7 @@ func toolFor(op store.Operation) (mcp.Tool, bool) {
 			"Returns the whole %s as updated. An id that does not exist in this workspace answers not_found.",
 			op.Summary, about, r.Singular, fieldNames(r), notClearable(r), r.Singular)
 	case store.ActionDelete:
-		in = idInput(r, fmt.Sprintf("The id of the %s to delete.", r.Singular))
+		in = idInput(fmt.Sprintf("The id of the %s to delete.", r.Singular))
 		out = deletedSchema(r)
 		desc = fmt.Sprintf("%s %s\n\nThe %s disappears from get_%s and list_%s, and cannot be restored; "+
 			"list_%s with include_deleted shows it as deleted for a while, so that sync clients notice. %s"+
@@ -118,13 +118,13 @@ func toolFor(op store.Operation) (mcp.Tool, bool) {
 			"Repeating a call with the same arguments leaves the fields as they are (only updated_at advances).",
 			op.Summary, about, r.Singular, r.Singular, requiredNote(r), r.Singular, r.Singular)
 	case store.ActionBatchCreate:
-		in = batchInput(r, createInput(r), fmt.Sprintf("The %s to create, 1 to %d, each an object with the fields of create_%s.",
+		in = batchInput(createInput(r), fmt.Sprintf("The %s to create, 1 to %d, each an object with the fields of create_%s.",
 			r.Name, store.MaxBatch, r.Singular))
 		out = batchSchema(r)
 		desc = fmt.Sprintf("%s %s\n\n%s A failed item does not stop the others: retry only the failed ones.",
 			op.Summary, about, batchResultSentence(r, "201 when created"))
 	case store.ActionBatchUpsert:
-		in = batchInput(r, upsertInput(r), fmt.Sprintf("The %s to upsert, 1 to %d, each an object with external_id and "+
+		in = batchInput(upsertInput(r), fmt.Sprintf("The %s to upsert, 1 to %d, each an object with external_id and "+
 			"the fields, as the arguments of upsert_%s.", r.Name, store.MaxBatch, r.Singular))
 		out = batchSchema(r)
 		desc = fmt.Sprintf("%s %s\n\nEach record is created or updated by its external_id as upsert_%s does. %s",
@@ -265,14 +265,20 @@ func fieldSummary(r *store.Resource) string {
 	return strings.Join(parts, ", ")
 }
 
-// notClearable names the fields an update cannot clear.
-func notClearable(r *store.Resource) string {
+// requiredNames returns the names of r's required fields.
+func requiredNames(r *store.Resource) []string {
 	var names []string
 	for _, f := range r.Fields {
 		if f.Required {
 			names = append(names, f.Name)
 		}
 	}
+	return names
+}
+
+// notClearable names the fields an update cannot clear.
+func notClearable(r *store.Resource) string {
+	names := requiredNames(r)
 	switch {
 	case len(names) == 1:
 		return fmt.Sprintf(" %s cannot be cleared.", names[0])
@@ -286,12 +292,7 @@ func notClearable(r *store.Resource) string {
 
 // requiredNote says which fields a new record needs: " (name is required)".
 func requiredNote(r *store.Resource) string {
-	var names []string
-	for _, f := range r.Fields {
-		if f.Required {
-			names = append(names, f.Name)
-		}
-	}
+	names := requiredNames(r)
 	switch {
 	case len(names) == 1:
 		return fmt.Sprintf(" (%s is required)", names[0])
@@ -460,7 +461,7 @@ func listInput(r *store.Resource) schema {
 	return s
 }
 
-func idInput(r *store.Resource, desc string) schema {
+func idInput(desc string) schema {
 	return object(props{{"id", with(str(desc), "format", "uuid")}}, "id")
 }
 
@@ -476,7 +477,7 @@ func idempotencyKeyInput() map[string]any {
 // updateInput takes the id and the fields to change: null clears an
 // optional field.
 func updateInput(r *store.Resource) schema {
-	s := idInput(r, fmt.Sprintf("The id of the %s to update.", r.Singular))
+	s := idInput(fmt.Sprintf("The id of the %s to update.", r.Singular))
 	for _, f := range r.Fields {
 		s.props = append(s.props, prop{f.Name, patchField(f)})
 	}
@@ -513,7 +514,7 @@ func patchField(f store.Field) map[string]any {
 	return def
 }
 
-func batchInput(r *store.Resource, item schema, desc string) schema {
+func batchInput(item schema, desc string) schema {
 	item.strict = true
 	return object(props{{"records", map[string]any{"type": "array", "minItems": 1, "maxItems": store.MaxBatch,
 		"items": item.json(), "description": desc}}}, "records")
@@ -585,7 +586,7 @@ func recordSchema(r *store.Resource) schema {
 			out["type"] = "number"
 		}
 		if f.Type == store.FieldEnum {
-			out["enum"] = append(append([]any{}, anySlice(f.Enum)...), nil)
+			out["enum"] = append(anySlice(f.Enum), nil)
 		}
 		s.props = append(s.props, prop{f.Name, nullable(out)})
 	}
@@ -677,10 +678,6 @@ func pageSchema(item map[string]any) schema {
 }
 
 func meSchema() schema {
-	scopes := make([]any, 0, len(store.AllScopes()))
-	for _, s := range store.AllScopes() {
-		scopes = append(scopes, string(s))
-	}
 	return object(props{
 		{"workspace", object(props{
 			{"id", str("The workspace's id.")},
@@ -690,7 +687,7 @@ func meSchema() schema {
 			{"id", str("The key's id.")},
 			{"name", str("The key's name.")},
 			{"prefix", str("The first characters of the key, for recognising it.")},
-			{"scopes", map[string]any{"type": "array", "items": map[string]any{"type": "string", "enum": scopes},
+			{"scopes", map[string]any{"type": "array", "items": map[string]any{"type": "string", "enum": scopeEnum()},
 				"description": "What the key may do, such as read:accounts or write:notes."}},
 			{"rate_limit", str("Requests allowed per period, such as 100/10s.")},
 			{"created_at", with(str("When the key was created."), "format", "date-time")},

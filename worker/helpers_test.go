@@ -2,13 +2,27 @@ package worker
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net"
 	"os"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
+
+// enqueueRetention enqueues the usage retention task of the slot holding
+// now, unless this or another Server already did. It reports whether it
+// enqueued.
+func (s *Server) enqueueRetention(ctx context.Context, now time.Time) (bool, error) {
+	for _, p := range s.periodic {
+		if p.id == usageRetentionID {
+			return s.enqueuePeriodic(ctx, p, now)
+		}
+	}
+	return false, errors.New("worker: usage retention is disabled")
+}
 
 // capture is a slog.Handler that keeps every record, for checks on what is
 // logged and how often.

@@ -51,7 +51,7 @@ type Config struct {
 // Queues names the queues of the worker.
 type Queues struct {
 	Usage       string // usage batches (default QueueUsage)
-	Maintenance string // retention (default QueueMaintenance)
+	Maintenance string // retention, purge and unused-key revocation (default QueueMaintenance)
 }
 
 // Server defaults.
@@ -115,6 +115,14 @@ type Server struct {
 	periodic []*periodicTask // owned by the scheduler
 }
 
+// Task id prefixes of the periodic maintenance tasks; the interval's start
+// follows.
+const (
+	usageRetentionID    = "usage-retention-"
+	purgeExpiredID      = "purge-expired-"
+	disableUnusedKeysID = "keys-disable-unused-"
+)
+
 // periodicTask is a maintenance task that runs once per interval across
 // all Servers sharing the Redis.
 type periodicTask struct {
@@ -142,15 +150,15 @@ func NewServer(rdb redis.UniversalClient, svc *store.Service, cfg Config, logger
 	}
 	NewHandlers(svc, log).Register(s.mux)
 	if cfg.Retention > 0 {
-		s.periodic = append(s.periodic, &periodicTask{id: "usage-retention-", interval: cfg.RetentionInterval,
+		s.periodic = append(s.periodic, &periodicTask{id: usageRetentionID, interval: cfg.RetentionInterval,
 			task: func() (*asynq.Task, error) { return NewUsageRetentionTask(cfg.Retention) }})
 	}
 	if cfg.TombstoneRetention > 0 {
-		s.periodic = append(s.periodic, &periodicTask{id: "purge-expired-", interval: cfg.RetentionInterval,
+		s.periodic = append(s.periodic, &periodicTask{id: purgeExpiredID, interval: cfg.RetentionInterval,
 			task: func() (*asynq.Task, error) { return NewPurgeExpiredTask(cfg.TombstoneRetention) }})
 	}
 	if cfg.DisableUnusedInterval > 0 {
-		s.periodic = append(s.periodic, &periodicTask{id: "keys-disable-unused-", interval: cfg.DisableUnusedInterval,
+		s.periodic = append(s.periodic, &periodicTask{id: disableUnusedKeysID, interval: cfg.DisableUnusedInterval,
 			task: func() (*asynq.Task, error) { return NewDisableUnusedKeysTask(), nil }})
 	}
 	redisDown := &atomic.Bool{}
@@ -301,18 +309,6 @@ func (s *Server) schedule() {
 			return
 		}
 	}
-}
-
-// enqueueRetention enqueues the usage retention task of the slot holding
-// now, unless this or another Server already did. It reports whether it
-// enqueued.
-func (s *Server) enqueueRetention(ctx context.Context, now time.Time) (bool, error) {
-	for _, p := range s.periodic {
-		if p.id == "usage-retention-" {
-			return s.enqueuePeriodic(ctx, p, now)
-		}
-	}
-	return false, errors.New("worker: usage retention is disabled")
 }
 
 // enqueuePeriodic enqueues p's task for the slot holding now, unless this or

@@ -52,12 +52,19 @@ const (
 	UsageBatchTimeout  = 30 * time.Second
 )
 
-// Options of the retention task: deleting months of logs in one statement
-// can take a while, and a failed run is simply repeated at the next period.
+// Options of the maintenance tasks: deleting months of logs in one
+// statement can take a while, and a failed run is simply repeated at the
+// next period.
 const (
-	retentionMaxRetry = 3
-	retentionTimeout  = 10 * time.Minute
+	maintenanceMaxRetry = 3
+	maintenanceTimeout  = 10 * time.Minute
 )
+
+// maintenanceOptions places a maintenance task on QueueMaintenance with the
+// maintenance retry and timeout options.
+func maintenanceOptions() []asynq.Option {
+	return []asynq.Option{asynq.Queue(QueueMaintenance), asynq.MaxRetry(maintenanceMaxRetry), asynq.Timeout(maintenanceTimeout)}
+}
 
 // MaxBatchEvents bounds the events of one batch task, which keeps a task's
 // payload (and the database statement behind it) reasonably small.
@@ -98,8 +105,7 @@ func NewUsageRetentionTask(retention time.Duration) (*asynq.Task, error) {
 	if err != nil {
 		return nil, fmt.Errorf("worker: encode usage retention: %w", err)
 	}
-	return asynq.NewTask(TypeUsageRetention, payload,
-		asynq.Queue(QueueMaintenance), asynq.MaxRetry(retentionMaxRetry), asynq.Timeout(retentionTimeout)), nil
+	return asynq.NewTask(TypeUsageRetention, payload, maintenanceOptions()...), nil
 }
 
 // PurgeExpiredPayload is the payload of a TypePurgeExpired task: tombstones
@@ -119,15 +125,13 @@ func NewPurgeExpiredTask(tombstoneRetention time.Duration) (*asynq.Task, error) 
 	if err != nil {
 		return nil, fmt.Errorf("worker: encode purge: %w", err)
 	}
-	return asynq.NewTask(TypePurgeExpired, payload,
-		asynq.Queue(QueueMaintenance), asynq.MaxRetry(retentionMaxRetry), asynq.Timeout(retentionTimeout)), nil
+	return asynq.NewTask(TypePurgeExpired, payload, maintenanceOptions()...), nil
 }
 
 // NewDisableUnusedKeysTask returns a task that revokes unused keys as the
 // workspaces' key policies ask, on QueueMaintenance.
 func NewDisableUnusedKeysTask() *asynq.Task {
-	return asynq.NewTask(TypeKeysDisableUnused, nil,
-		asynq.Queue(QueueMaintenance), asynq.MaxRetry(retentionMaxRetry), asynq.Timeout(retentionTimeout))
+	return asynq.NewTask(TypeKeysDisableUnused, nil, maintenanceOptions()...)
 }
 
 // Handlers processes the tasks of this package against the store.

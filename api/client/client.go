@@ -2,8 +2,9 @@
 //
 // Its methods mirror the operations of store.Scoped, so code written against
 // those operations (the MCP tools, for one) can run in process or against a
-// remote Hustack server. Error responses come back as *store.Error with the
-// code and message the server sent, so callers see the same errors either way.
+// remote Hustack server. Error responses come back as *ResponseError, which
+// wraps a *store.Error with the code and message the server sent, so
+// store.ErrorCode and store.ErrorMessage see the same errors either way.
 //
 // Writes made with a context from WithIdempotencyKey carry an Idempotency-Key
 // header, so that retrying them after a timeout or a lost connection never
@@ -101,37 +102,22 @@ func (c *Client) FindRecords(ctx context.Context, r *store.Resource, lp store.Li
 
 // FindRecordByID returns one record of resource r.
 func (c *Client) FindRecordByID(ctx context.Context, r *store.Resource, id string) (*store.Record, error) {
-	var raw json.RawMessage
-	if _, err := c.do(ctx, http.MethodGet, recordPath(r, id), nil, nil, &raw); err != nil {
-		return nil, err
-	}
-	return decodeRecord(r, raw)
+	rec, _, err := c.doRecord(ctx, http.MethodGet, recordPath(r, id), r, nil)
+	return rec, err
 }
 
 // CreateRecord creates a record of resource r from the given field values.
 func (c *Client) CreateRecord(ctx context.Context, r *store.Resource, input map[string]any) (*store.Record, error) {
-	if input == nil {
-		input = map[string]any{}
-	}
-	var raw json.RawMessage
-	if _, err := c.do(ctx, http.MethodPost, "/"+r.Name, nil, input, &raw); err != nil {
-		return nil, err
-	}
-	return decodeRecord(r, raw)
+	rec, _, err := c.doRecord(ctx, http.MethodPost, "/"+r.Name, r, fieldsBody(input))
+	return rec, err
 }
 
 // UpdateRecord changes some fields of a record of resource r (PATCH): fields
 // in input are set, a nil value clears an optional field, absent fields are
 // left alone.
 func (c *Client) UpdateRecord(ctx context.Context, r *store.Resource, id string, input map[string]any) (*store.Record, error) {
-	if input == nil {
-		input = map[string]any{}
-	}
-	var raw json.RawMessage
-	if _, err := c.do(ctx, http.MethodPatch, recordPath(r, id), nil, input, &raw); err != nil {
-		return nil, err
-	}
-	return decodeRecord(r, raw)
+	rec, _, err := c.doRecord(ctx, http.MethodPatch, recordPath(r, id), r, fieldsBody(input))
+	return rec, err
 }
 
 // DeleteRecord deletes a record of resource r. The server keeps a tombstone
@@ -144,16 +130,32 @@ func (c *Client) DeleteRecord(ctx context.Context, r *store.Resource, id string)
 // UpsertRecord creates the record of resource r with the given external id
 // (created is true) or updates the one that has it (PUT by-external-id).
 func (c *Client) UpsertRecord(ctx context.Context, r *store.Resource, externalID string, input map[string]any) (rec *store.Record, created bool, err error) {
-	if input == nil {
-		input = map[string]any{}
-	}
-	var raw json.RawMessage
-	status, err := c.do(ctx, http.MethodPut, "/"+r.Name+"/by-external-id/"+url.PathEscape(externalID), nil, input, &raw)
+	rec, status, err := c.doRecord(ctx, http.MethodPut, "/"+r.Name+"/by-external-id/"+url.PathEscape(externalID), r, fieldsBody(input))
 	if err != nil {
 		return nil, false, err
 	}
-	rec, err = decodeRecord(r, raw)
-	return rec, status == http.StatusCreated, err
+	return rec, status == http.StatusCreated, nil
+}
+
+// fieldsBody is the body of a single-record write: the field values, {}
+// when there are none.
+func fieldsBody(input map[string]any) map[string]any {
+	if input == nil {
+		return map[string]any{}
+	}
+	return input
+}
+
+// doRecord sends a request whose answer is one record of resource r, and
+// returns the record and the status.
+func (c *Client) doRecord(ctx context.Context, method, path string, r *store.Resource, body any) (*store.Record, int, error) {
+	var raw json.RawMessage
+	status, err := c.do(ctx, method, path, nil, body, &raw)
+	if err != nil {
+		return nil, status, err
+	}
+	rec, err := decodeRecord(r, raw)
+	return rec, status, err
 }
 
 // CreateRecords creates 1 to store.MaxBatch records of resource r in one

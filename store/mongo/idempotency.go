@@ -69,14 +69,8 @@ func (d *DB) CompleteIdempotencyKey(ctx context.Context, workspaceID, key string
 		{Key: "status", Value: resp.Status},
 		{Key: "body", Value: bodyValue(resp.Body)},
 	}
-	res, err := d.idempotency().UpdateOne(ctx, idempotencyFilter(workspaceID, key), bson.D{{Key: "$set", Value: set}})
-	if err != nil {
-		return translate(err, "complete idempotency key", "idempotency key")
-	}
-	if res.MatchedCount == 0 {
-		return store.Errorf(store.ENOTFOUND, "Idempotency key not found.")
-	}
-	return nil
+	return updateOne(ctx, d.idempotency(), idempotencyFilter(workspaceID, key), bson.D{{Key: "$set", Value: set}},
+		"complete idempotency key", "idempotency key")
 }
 
 // bodyValue stores a body as binary data, an empty one included.

@@ -116,14 +116,7 @@ func (d *DB) FindAPIKeyByID(ctx context.Context, workspaceID, id string) (*store
 func (d *DB) SetAPIKeyExpiry(ctx context.Context, workspaceID, id string, expiresAt time.Time) error {
 	filter := bson.D{{Key: "_id", Value: id}, {Key: "workspace_id", Value: workspaceID}}
 	update := bson.D{{Key: "$set", Value: bson.D{{Key: "expires_at", Value: expiresAt.UTC()}}}}
-	res, err := d.keys().UpdateOne(ctx, filter, update)
-	if err != nil {
-		return translate(err, "set API key expiry", "API key")
-	}
-	if res.MatchedCount == 0 {
-		return store.Errorf(store.ENOTFOUND, "API key not found.")
-	}
-	return nil
+	return updateOne(ctx, d.keys(), filter, update, "set API key expiry", "API key")
 }
 
 // FindAPIKeys returns the keys of a workspace, oldest first.

@@ -257,6 +257,19 @@ func translate(err error, op, what string) error {
 	}
 }
 
+// updateOne applies update to the document filter matches; matching none
+// is not_found about what. op names the operation in other errors.
+func updateOne(ctx context.Context, coll *mongo.Collection, filter, update bson.D, op, what string) error {
+	res, err := coll.UpdateOne(ctx, filter, update)
+	if err != nil {
+		return translate(err, op, what)
+	}
+	if res.MatchedCount == 0 {
+		return store.Errorf(store.ENOTFOUND, "%s not found.", capitalize(what))
+	}
+	return nil
+}
+
 func capitalize(s string) string {
 	if s == "" || s[0] < 'a' || s[0] > 'z' {
 		return s

@@ -217,14 +217,7 @@ func (d *DB) DeleteRecord(ctx context.Context, r *store.Resource, workspaceID, i
 		{Key: "updated_at", Value: at},
 		{Key: liveExternalIDField, Value: noExternalID(id)},
 	}}}
-	res, err := d.records(r).UpdateOne(ctx, liveFilter(workspaceID, id), update)
-	if err != nil {
-		return translate(err, "delete "+r.Singular, r.Singular)
-	}
-	if res.MatchedCount == 0 {
-		return store.Errorf(store.ENOTFOUND, "%s not found.", capitalize(r.Singular))
-	}
-	return nil
+	return updateOne(ctx, d.records(r), liveFilter(workspaceID, id), update, "delete "+r.Singular, r.Singular)
 }
 
 // PurgeTombstones removes tombstones deleted before the given time from

@@ -47,14 +47,7 @@ func (d *DB) CreateWorkspace(ctx context.Context, w *store.Workspace) error {
 // UpdateWorkspacePolicy replaces a workspace's key policy.
 func (d *DB) UpdateWorkspacePolicy(ctx context.Context, id string, p store.KeyPolicy) error {
 	update := bson.D{{Key: "$set", Value: bson.D{{Key: "key_policy", Value: newPolicyDoc(p)}}}}
-	res, err := d.db.Collection(workspacesColl).UpdateOne(ctx, bson.D{{Key: "_id", Value: id}}, update)
-	if err != nil {
-		return translate(err, "update key policy", "workspace")
-	}
-	if res.MatchedCount == 0 {
-		return store.Errorf(store.ENOTFOUND, "Workspace not found.")
-	}
-	return nil
+	return updateOne(ctx, d.db.Collection(workspacesColl), bson.D{{Key: "_id", Value: id}}, update, "update key policy", "workspace")
 }
 
 // FindWorkspaceByID returns one workspace.

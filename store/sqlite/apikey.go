@@ -30,18 +30,7 @@ func (db *DB) FindAPIKeyByID(ctx context.Context, workspaceID, id string) (*stor
 }
 
 func (db *DB) SetAPIKeyExpiry(ctx context.Context, workspaceID, id string, expiresAt time.Time) error {
-	res, err := db.stmt.setKeyExpiry.ExecContext(ctx, ms(expiresAt), workspaceID, id)
-	if err != nil {
-		return translate(err, "set API key expiry", "API key")
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return translate(err, "set API key expiry", "API key")
-	}
-	if n == 0 {
-		return notFound("API key")
-	}
-	return nil
+	return execOne(ctx, db.stmt.setKeyExpiry, "set API key expiry", "API key", ms(expiresAt), workspaceID, id)
 }
 
 func (db *DB) FindAPIKeyByHashUnscoped(ctx context.Context, hash []byte) (*store.APIKey, error) {

@@ -33,18 +33,8 @@ func (db *DB) FindIdempotencyKey(ctx context.Context, workspaceID, key string) (
 }
 
 func (db *DB) CompleteIdempotencyKey(ctx context.Context, workspaceID, key string, resp store.IdempotentResponse) error {
-	res, err := db.stmt.completeIdem.ExecContext(ctx, store.IdempotencyCompleted, int64(resp.Status), resp.Body, workspaceID, key)
-	if err != nil {
-		return translate(err, "complete idempotency key", "Idempotency key")
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return translate(err, "complete idempotency key", "Idempotency key")
-	}
-	if n == 0 {
-		return notFound("Idempotency key")
-	}
-	return nil
+	return execOne(ctx, db.stmt.completeIdem, "complete idempotency key", "Idempotency key",
+		store.IdempotencyCompleted, int64(resp.Status), resp.Body, workspaceID, key)
 }
 
 // DeleteIdempotencyKey deletes a key; an unknown key is no error.

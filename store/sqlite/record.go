@@ -208,18 +208,7 @@ func (db *DB) DeleteRecord(ctx context.Context, r *store.Resource, workspaceID, 
 	if err != nil {
 		return err
 	}
-	res, err := t.del.ExecContext(ctx, ms(at), ms(at), workspaceID, id)
-	if err != nil {
-		return translate(err, "delete "+r.Singular, t.what)
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return translate(err, "delete "+r.Singular, t.what)
-	}
-	if n == 0 {
-		return notFound(t.what)
-	}
-	return nil
+	return execOne(ctx, t.del, "delete "+r.Singular, t.what, ms(at), ms(at), workspaceID, id)
 }
 
 // PurgeTombstones deletes in chunks, table by table, so that other writers

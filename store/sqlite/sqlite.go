@@ -128,8 +128,10 @@ func (db *DB) close() error {
 }
 
 // dsn returns the driver's data source name for a connection to path. Every
-// connection gets the busy timeout first, then WAL and synchronous=NORMAL
-// (durable in WAL mode except for the last commits on power loss).
+// connection gets the busy timeout first, then synchronous=NORMAL (durable
+// in WAL mode except for the last commits on power loss), foreign keys, an
+// in-memory temp store and a 16 MB page cache; the writer also switches the
+// file to WAL and begins transactions IMMEDIATE, the readers are query_only.
 func dsn(path string, readOnly bool) string {
 	q := url.Values{}
 	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", BusyTimeout.Milliseconds()))
@@ -151,8 +153,25 @@ func dsn(path string, readOnly bool) string {
 	return "file:" + esc + "?" + q.Encode()
 }
 
-// notFound and conflict are the two driver outcomes the store contract names.
+// notFound is the store's not_found error about what, such as "API key".
 func notFound(what string) error { return store.Errorf(store.ENOTFOUND, "%s not found.", what) }
+
+// execOne runs stmt, which changes at most one row; changing none is
+// not_found about what. op names the operation in other errors.
+func execOne(ctx context.Context, stmt *sql.Stmt, op, what string, args ...any) error {
+	res, err := stmt.ExecContext(ctx, args...)
+	if err != nil {
+		return translate(err, op, what)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return translate(err, op, what)
+	}
+	if n == 0 {
+		return notFound(what)
+	}
+	return nil
+}
 
 // translate turns a driver error into the store's: unique and primary key
 // violations are conflicts, the rest is wrapped with what was being done.

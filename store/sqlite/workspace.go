@@ -18,18 +18,8 @@ func (db *DB) CreateWorkspace(ctx context.Context, w *store.Workspace) error {
 }
 
 func (db *DB) UpdateWorkspacePolicy(ctx context.Context, id string, p store.KeyPolicy) error {
-	res, err := db.stmt.updatePolicy.ExecContext(ctx, p.MaxLifetimeDays, p.RequireExpiry, p.DisableUnusedDays, id)
-	if err != nil {
-		return translate(err, "update key policy", "Workspace")
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return translate(err, "update key policy", "Workspace")
-	}
-	if n == 0 {
-		return notFound("Workspace")
-	}
-	return nil
+	return execOne(ctx, db.stmt.updatePolicy, "update key policy", "Workspace",
+		p.MaxLifetimeDays, p.RequireExpiry, p.DisableUnusedDays, id)
 }
 
 func (db *DB) FindWorkspaceByID(ctx context.Context, id string) (*store.Workspace, error) {
