@@ -104,14 +104,15 @@ func New(cfg Config) http.Handler {
 	e.NoRoute(s.noRoute)
 	e.NoMethod(s.noMethod)
 
-	e.GET(HealthPath, health)
-	registerDocs(e, s)
-	registerConsole(e, console.Handler())
+	root := withHead{e}
+	root.GET(HealthPath, health)
+	registerDocs(root, s)
+	registerConsole(root, console.Handler())
 
 	// Authenticated routes: usage is recorded for every request that passed
 	// authentication (including rate-limited ones); the inner recovery lets a
 	// panicking handler still produce a usage event with status 500.
-	rest := e.Group("", s.authenticate, s.recordUsage(store.TransportREST), s.recovery, s.rateLimit)
+	rest := withHead{e.Group("", s.authenticate, s.recordUsage(store.TransportREST), s.recovery, s.rateLimit)}
 	for _, rt := range Routes() {
 		if rt.Idempotent {
 			rest.Handle(rt.Method, rt.Path, s.idempotent(rt), s.handle(rt))
@@ -128,6 +129,23 @@ func New(cfg Config) http.Handler {
 		}
 	}
 	return e
+}
+
+// withHead registers every GET route for HEAD as well: the same status and
+// headers, no body (the server discards the body of a response to HEAD).
+// Uptime checks and proxies probe with HEAD.
+type withHead struct{ gin.IRouter }
+
+func (w withHead) GET(path string, h ...gin.HandlerFunc) gin.IRoutes {
+	return w.Handle(http.MethodGet, path, h...)
+}
+
+func (w withHead) Handle(method, path string, h ...gin.HandlerFunc) gin.IRoutes {
+	routes := w.IRouter.Handle(method, path, h...)
+	if method == http.MethodGet {
+		w.IRouter.HEAD(path, h...)
+	}
+	return routes
 }
 
 // registerConsole serves the console's static files without

@@ -39,6 +39,27 @@ func TestHealth(t *testing.T) {
 	})
 }
 
+// HEAD answers like GET without a body, for uptime checks and proxies.
+func TestHead(t *testing.T) {
+	e := newEnv(t, sqliteBackend(t))
+	for _, rq := range []request{
+		{method: "HEAD", path: "/api/v1/health"},
+		{method: "HEAD", path: "/api/v1/accounts", key: e.keyA},
+		{method: "HEAD", path: "/console/"},
+	} {
+		r := e.do(t, rq)
+		if r.status != http.StatusOK || len(r.body) != 0 {
+			t.Errorf("HEAD %s: %d with %d body bytes, want 200 and no body", rq.path, r.status, len(r.body))
+		}
+		if r.header.Get("Content-Type") == "" || r.header.Get("X-Request-Id") == "" {
+			t.Errorf("HEAD %s: headers %v lack Content-Type or X-Request-Id", rq.path, r.header)
+		}
+	}
+	if r := e.do(t, request{method: "HEAD", path: "/api/v1/accounts"}); r.status != http.StatusUnauthorized {
+		t.Errorf("HEAD without a key: %d, want 401", r.status)
+	}
+}
+
 func TestAuthentication(t *testing.T) {
 	e := newEnv(t, sqliteBackend(t))
 	auth := func(v string) request {
@@ -402,7 +423,7 @@ func TestMCPMount(t *testing.T) {
 			{name: "large body", req: request{method: "POST", path: "/mcp", key: e.keyA, body: jsonBody(strings.Repeat(" ", 2<<20))}},
 		}},
 		{http.StatusMethodNotAllowed, []scenario{
-			{name: "PUT", req: request{method: "PUT", path: "/mcp", key: e.keyA}, check: allow("GET, POST, DELETE")},
+			{name: "PUT", req: request{method: "PUT", path: "/mcp", key: e.keyA}, check: allowExactly("GET, POST, DELETE")},
 		}},
 	})
 }
@@ -445,6 +466,11 @@ func TestRoutes(t *testing.T) {
 			"GET " + strings.TrimSuffix(api.ConsolePath, "/"): true, "GET " + api.ConsolePath + "*filepath": true}
 		for k := range byRoute {
 			want[k] = true
+		}
+		for k := range want { // every GET route answers HEAD too
+			if path, ok := strings.CutPrefix(k, "GET "); ok {
+				want["HEAD "+path] = true
+			}
 		}
 		if mcp != nil {
 			for _, m := range []string{"GET", "POST", "DELETE"} {
