@@ -26,20 +26,53 @@ import (
 	"strings"
 	"syscall"
 	"text/tabwriter"
+	"time"
 
 	"github.com/hustack/hustack/store"
 )
 
 func main() {
-	// The first SIGINT or SIGTERM cancels ctx; once it has, the default
-	// handling is restored so that a second signal ends the process at once.
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	go func() { <-ctx.Done(); stop() }()
+	// The first SIGINT or SIGTERM cancels ctx, which starts a graceful
+	// shutdown; a later one ends the process at once (see handleSignals).
+	ctx, cancel := context.WithCancel(context.Background())
+	sigc := make(chan os.Signal, 4)
+	signal.Notify(sigc, os.Interrupt, syscall.SIGTERM)
+	go handleSignals(sigc, cancel, time.Now, func(sig os.Signal) {
+		fmt.Fprintf(os.Stderr, "hustack: %s again: stopping without finishing the shutdown\n", sig)
+		os.Exit(1)
+	})
 	err := run(ctx, os.Args[1:], os.Getenv, os.Stdin, os.Stdout, os.Stderr)
-	stop()
+	signal.Stop(sigc)
+	cancel()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "hustack: "+errorText(err))
 		os.Exit(exitCode(err))
+	}
+}
+
+// repeatSignalGrace is how long after the first signal a repeated one is
+// taken for the same request to stop. Supervisors and wrappers may deliver
+// one stop request twice, to the process and to its process group (GNU
+// timeout does; so does a terminal's Ctrl-C to `go run` and its child), and
+// that must not cut short the shutdown it started.
+const repeatSignalGrace = time.Second
+
+// handleSignals cancels the program's context at the first signal from
+// sigc, starting a graceful shutdown. A signal that comes repeatSignalGrace
+// or more after the first calls abort, for an operator who will not wait for
+// the shutdown to finish; earlier ones are ignored. It returns when sigc is
+// closed or after calling abort.
+func handleSignals(sigc <-chan os.Signal, cancel func(), now func() time.Time, abort func(os.Signal)) {
+	if _, ok := <-sigc; !ok {
+		return
+	}
+	first := now()
+	cancel()
+	for sig := range sigc {
+		if now().Sub(first) >= repeatSignalGrace {
+			abort(sig)
+			return
+		}
 	}
 }
 
