@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/hustack/hustack/store"
+	"github.com/hustack/hustack/store/mongo/mongotest"
 )
 
 // TestMain lets a test start this test binary as the hustack command itself
@@ -22,7 +23,7 @@ func TestMain(m *testing.M) {
 		main()
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	os.Exit(mongotest.Main(m)) // stops the embedded FerretDB, if a test started it
 }
 
 // testEnv is the environment a test runs the command with: by default only
