@@ -232,12 +232,12 @@ func (s *Service) DisableUnusedKeys(ctx context.Context) (int, error) {
 	return n, nil
 }
 
-// manages reports whether the caller may see and manage key k: a key of its
-// workspace that it could have created itself (no more scopes, no looser
-// filter, no larger rate limit). Rotation hands out a raw key with k's
-// rights, so this is also what keeps rotation from escalating.
+// manages reports whether the caller may see, revoke and rotate key k: a
+// key of its workspace with no more scopes and no looser filter. A key with
+// a larger rate limit is managed too (an admin sees every such key of the
+// workspace), but not rotated: see RotateAPIKey.
 func (sc *Scoped) manages(k *APIKey) bool {
-	if k.WorkspaceID != sc.p.WorkspaceID || !withinLimit(k.RateLimit, sc.p.RateLimit) {
+	if k.WorkspaceID != sc.p.WorkspaceID {
 		return false
 	}
 	for _, s := range k.Scopes {
@@ -394,6 +394,11 @@ func (sc *Scoped) RotateAPIKey(ctx context.Context, id string, overlap time.Dura
 	k, err := sc.findKey(ctx, id)
 	if err != nil {
 		return nil, "", err
+	}
+	// Rotation hands out a raw key with k's rights: no more than the caller's.
+	if !withinLimit(k.RateLimit, sc.p.RateLimit) {
+		return nil, "", Errorf(EFORBIDDEN, "This key's rate limit %s is above the calling key's %s; "+
+			"a key can only rotate keys whose limit is within its own.", k.RateLimit, sc.p.RateLimit)
 	}
 	w, err := sc.s.backend.FindWorkspaceByID(ctx, sc.p.WorkspaceID)
 	if err != nil {
