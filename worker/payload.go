@@ -1,9 +1,12 @@
 package worker
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"math"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -107,4 +110,189 @@ func appendString(b []byte, s string) []byte {
 	}
 	b = append(b, s[start:]...)
 	return append(b, '"')
+}
+
+// decodeUsageBatch reads a UsageBatchPayload as json.Unmarshal would, with
+// the same result and the same errors. The layout that encodeUsageBatch and
+// json.Marshal write is read directly, in about a sixth of the time and with
+// two allocations per batch (the events' strings share one copy of the
+// payload). Anything else (other spacing or key order, null, a number or
+// string the direct reader does not take) goes to json.Unmarshal whole.
+func decodeUsageBatch(data []byte) (UsageBatchPayload, error) {
+	if events, ok := readUsageBatch(data); ok {
+		return UsageBatchPayload{Events: events}, nil
+	}
+	var p UsageBatchPayload
+	err := json.Unmarshal(data, &p)
+	return p, err
+}
+
+// readUsageBatch reads data if it has exactly the layout of
+// encodeUsageBatch's output, with at least one event; ok is false otherwise.
+func readUsageBatch(data []byte) (events []store.UsageEvent, ok bool) {
+	r := batchReader{data: data, src: string(data)}
+	if !r.lit(`{"events":[`) {
+		return nil, false
+	}
+	events = make([]store.UsageEvent, 0, min(bytes.Count(data, []byte(`{"id":`)), MaxBatchEvents))
+	for {
+		events = append(events, store.UsageEvent{})
+		e := &events[len(events)-1]
+		ok := r.lit(`{"id":`) && r.str(&e.ID) &&
+			r.lit(`,"workspace_id":`) && r.str(&e.WorkspaceID) &&
+			r.lit(`,"key_id":`) && r.str(&e.KeyID) &&
+			r.lit(`,"method":`) && r.str(&e.Method) &&
+			r.lit(`,"route":`) && r.str(&e.Route) &&
+			r.lit(`,"status":`) && r.int(&e.Status) &&
+			r.lit(`,"duration_ms":`) && r.float(&e.DurationMS) &&
+			r.lit(`,"time":`) && r.time(&e.Time) &&
+			r.lit(`,"request_id":`) && r.str(&e.RequestID) &&
+			r.lit(`,"transport":`) && r.str(&e.Transport) &&
+			r.lit(`,"user_agent":`) && r.str(&e.UserAgent) &&
+			r.lit(`}`)
+		if !ok {
+			return nil, false
+		}
+		if r.lit(`]}`) {
+			return events, r.pos == len(data)
+		}
+		if !r.lit(`,`) {
+			return nil, false
+		}
+	}
+}
+
+// batchReader reads a payload by layout. src holds the same bytes as data,
+// so that strings can be taken from it without a copy each.
+type batchReader struct {
+	data []byte
+	src  string
+	pos  int
+}
+
+// lit consumes s if the input continues with it.
+func (r *batchReader) lit(s string) bool {
+	if !strings.HasPrefix(r.src[r.pos:], s) {
+		return false
+	}
+	r.pos += len(s)
+	return true
+}
+
+// token consumes a JSON string and returns its start and end, quotes
+// included, and whether it holds only bytes that encoding/json keeps as they
+// are (no escape, no control character, valid UTF-8).
+func (r *batchReader) token() (start, end int, plain, ok bool) {
+	start = r.pos
+	if start >= len(r.src) || r.src[start] != '"' {
+		return 0, 0, false, false
+	}
+	plain, ascii := true, true
+	for i := start + 1; i < len(r.src); i++ {
+		switch c := r.src[i]; {
+		case c == '"':
+			if !ascii && plain {
+				plain = utf8.ValidString(r.src[start+1 : i])
+			}
+			r.pos = i + 1
+			return start, i + 1, plain, true
+		case c == '\\':
+			plain = false
+			i++ // the escaped byte cannot end the string
+		case c < 0x20:
+			return 0, 0, false, false // invalid JSON: encoding/json reports it
+		case c >= utf8.RuneSelf:
+			ascii = false
+		}
+	}
+	return 0, 0, false, false
+}
+
+// str reads a JSON string into s. A string with escapes or invalid UTF-8 is
+// unquoted by encoding/json itself.
+func (r *batchReader) str(s *string) bool {
+	start, end, plain, ok := r.token()
+	if !ok {
+		return false
+	}
+	if plain {
+		*s = r.src[start+1 : end-1]
+		return true
+	}
+	return json.Unmarshal(r.data[start:end], s) == nil
+}
+
+// time reads a JSON string into t with time.Time.UnmarshalJSON, as
+// encoding/json does.
+func (r *batchReader) time(t *time.Time) bool {
+	start, end, _, ok := r.token()
+	return ok && t.UnmarshalJSON(r.data[start:end]) == nil
+}
+
+// number consumes a JSON number and returns it.
+func (r *batchReader) number() (string, bool) {
+	s, i := r.src, r.pos
+	digits := func() bool {
+		n := i
+		for i < len(s) && '0' <= s[i] && s[i] <= '9' {
+			i++
+		}
+		return i > n
+	}
+	if i < len(s) && s[i] == '-' {
+		i++
+	}
+	switch {
+	case i < len(s) && s[i] == '0':
+		i++
+	case !digits():
+		return "", false
+	}
+	if i < len(s) && s[i] == '.' {
+		i++
+		if !digits() {
+			return "", false
+		}
+	}
+	if i < len(s) && (s[i] == 'e' || s[i] == 'E') {
+		i++
+		if i < len(s) && (s[i] == '+' || s[i] == '-') {
+			i++
+		}
+		if !digits() {
+			return "", false
+		}
+	}
+	num := s[r.pos:i]
+	r.pos = i
+	return num, true
+}
+
+// int reads a JSON number into n as encoding/json does for an int: integers
+// in range only.
+func (r *batchReader) int(n *int) bool {
+	num, ok := r.number()
+	if !ok {
+		return false
+	}
+	v, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || int64(int(v)) != v {
+		return false
+	}
+	*n = int(v)
+	return true
+}
+
+// float reads a JSON number into f as encoding/json does for a float64.
+func (r *batchReader) float(f *float64) bool {
+	num, ok := r.number()
+	if !ok {
+		return false
+	}
+	v, err := strconv.ParseFloat(num, 64)
+	if err != nil {
+		return false
+	}
+	*f = v
+	return true
 }

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"reflect"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -17,9 +18,10 @@ import (
 	"github.com/hustack/hustack/store"
 )
 
-// TestEncodeUsageBatch checks that the hand-written encoder reads back, with
-// encoding/json, exactly as json.Marshal's output does.
-func TestEncodeUsageBatch(t *testing.T) {
+// oddEvents returns events with every kind of string the JSON encoders
+// treat apart (escapes, control characters, invalid UTF-8, HTML characters),
+// times in several zones and the range ends, and random bytes.
+func oddEvents() []store.UsageEvent {
 	odd := []string{
 		"", "plain", `quote " and backslash \`, "new\nline\r\ttab", "\x00\x01\x1f\x7f",
 		"ünïcødé ✓ 🚀", "bad utf8 \xff\xfe end", "\xc3", "<script>&amp;</script>", "\u2028\u2029",
@@ -51,7 +53,13 @@ func TestEncodeUsageBatch(t *testing.T) {
 		events = append(events, store.UsageEvent{ID: string(raw), UserAgent: string(raw[:len(raw)/2]),
 			Status: r.IntN(600), DurationMS: r.NormFloat64() * 1e3, Time: time.Unix(r.Int64N(1e10), r.Int64N(1e9))})
 	}
+	return events
+}
 
+// TestEncodeUsageBatch checks that the hand-written encoder reads back, with
+// encoding/json, exactly as json.Marshal's output does.
+func TestEncodeUsageBatch(t *testing.T) {
+	events := oddEvents()
 	got, err := encodeUsageBatch(events)
 	if err != nil {
 		t.Fatal(err)
@@ -86,6 +94,128 @@ func TestEncodeUsageBatch(t *testing.T) {
 			t.Errorf("%s: encoded, want an error as encoding/json gives", name)
 		}
 	}
+}
+
+// sameAsEncodingJSON checks that decodeUsageBatch reads data exactly as
+// json.Unmarshal does: the same events, or the same error.
+func sameAsEncodingJSON(t *testing.T, data []byte) {
+	t.Helper()
+	got, gotErr := decodeUsageBatch(data)
+	var want UsageBatchPayload
+	wantErr := json.Unmarshal(data, &want)
+	input := string(data)
+	if len(input) > 200 {
+		input = input[:200] + "..."
+	}
+	if fmt.Sprint(gotErr) != fmt.Sprint(wantErr) {
+		t.Fatalf("%q: error %v, encoding/json gives %v", input, gotErr, wantErr)
+	}
+	for i := range min(len(got.Events), len(want.Events)) {
+		if !reflect.DeepEqual(got.Events[i], want.Events[i]) {
+			t.Fatalf("%q: event %d read as\n%#v\nencoding/json reads\n%#v", input, i, got.Events[i], want.Events[i])
+		}
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("%q: read as %d events (nil: %v), encoding/json reads %d (nil: %v)",
+			input, len(got.Events), got.Events == nil, len(want.Events), want.Events == nil)
+	}
+}
+
+// canonicalEvent is one event as encodeUsageBatch and json.Marshal write it.
+const canonicalEvent = `{"id":"a","workspace_id":"w","key_id":"k","method":"GET","route":"/r","status":200,` +
+	`"duration_ms":1.5,"time":"2026-01-02T03:04:05.123Z","request_id":"q","transport":"rest","user_agent":"ua"}`
+
+// decodeVariants are payloads around the layout the direct reader takes:
+// each is read either directly or by encoding/json, and must come out the
+// same either way.
+func decodeVariants() []string {
+	batch := func(events ...string) string { return `{"events":[` + strings.Join(events, ",") + `]}` }
+	with := func(old, new string) string { return batch(strings.Replace(canonicalEvent, old, new, 1)) }
+	v := []string{
+		batch(canonicalEvent), batch(canonicalEvent, canonicalEvent),
+		`{"events":[]}`, `{"events":null}`, `{}`, `null`, `[]`, ``, `{"events":[null]}`, `{"events":[{}]}`,
+		`{ "events":[` + canonicalEvent + `]}`, batch(canonicalEvent) + "\n", batch(canonicalEvent) + "x",
+		batch(canonicalEvent) + batch(canonicalEvent), `{"events":[` + canonicalEvent + `,]}`,
+		`{"other":1,"events":[` + canonicalEvent + `]}`, `{"EVENTS":[` + canonicalEvent + `]}`,
+		`{"events":[` + canonicalEvent + `],"events":[` + canonicalEvent + `]}`,
+		with(`"route":"/r","status":200`, `"status":200,"route":"/r"`),
+		with(`"id":"a",`, ``), with(`"id":"a"`, `"ID":"a"`), with(`"id":"a"`, `"i\u0064":"a"`),
+		with(`"id":"a"`, `"id":"a","id":"b"`), with(`"user_agent":"ua"`, `"user_agent":"ua","extra":[1]`),
+		with(`"id":"a"`, `"id" : "a"`),
+	}
+	for _, s := range []string{`2e2`, `200.0`, `-0`, `-1`, `0`, `0200`, `9223372036854775807`,
+		`9223372036854775808`, `"200"`, `null`, `+1`, `-`, `1e999`} {
+		v = append(v, with(`"status":200`, `"status":`+s))
+	}
+	for _, s := range []string{`0`, `-0`, `-0.0`, `1e400`, `-1e400`, `1e-400`, `.5`, `1.`, `1e`, `1e+`, `1E+2`,
+		`1.5e-7`, `0x10`, `null`, `"1"`, `Infinity`, `NaN`, `01`, `1_0`, `123456789012345678901234567890`} {
+		v = append(v, with(`"duration_ms":1.5`, `"duration_ms":`+s))
+	}
+	for _, s := range []string{`null`, `"2026-01-02T03:04:05Z"`, `"2026-01-02T03:04:05+02:00"`,
+		`"2026-01-02T03:04:05.1-07:30"`, `"2026-01-02 03:04:05Z"`, `"2026-01-02T03:04:05"`, `"bad"`,
+		`"2026-01-02T03:04:05\u005a"`, `""`, `1`, `"2026-01-02T03:04:05+24:00"`, `"2026-01-02T24:00:00Z"`,
+		`"0000-01-01T00:00:00Z"`, `"2026-01-02T03:04:05,5Z"`, `"2026-02-30T03:04:05Z"`} {
+		v = append(v, with(`"time":"2026-01-02T03:04:05.123Z"`, `"time":`+s))
+	}
+	for _, s := range []string{`"a\"b"`, `"\u00e9"`, `"\ud83d\ude80"`, `"\ud83d"`, `"\ude80\ud83d"`, `"\/\b\f\n\r\t"`,
+		"\"\xff\"", "\"a\xc3\"", "\"\x01\"", "\"\t\"", `"é ✓ 🚀"`, "\"\xed\xa0\x80\"", "\"\xef\xbf\xbd\"",
+		`"\x"`, `"\u12"`, `"\u0000"`, `"\\"`, `"\"`, `"a`, `a`, `null`, `1`, `"\u003cscript\u003e"`,
+		"\"\u2028\u2029\""} {
+		v = append(v, with(`"user_agent":"ua"`, `"user_agent":`+s), with(`"id":"a"`, `"id":`+s))
+	}
+	// every prefix of a batch, cut anywhere
+	two := batch(canonicalEvent, canonicalEvent)
+	for i := range len(two) {
+		v = append(v, two[:i])
+	}
+	return v
+}
+
+// TestDecodeUsageBatch checks that decodeUsageBatch reads what both encoders
+// write directly, and anything at all as encoding/json does.
+func TestDecodeUsageBatch(t *testing.T) {
+	events := oddEvents()
+	events = append(events, store.UsageEvent{ID: "empty strings and zero numbers", Time: time.Now().UTC()})
+	ours, err := encodeUsageBatch(events)
+	if err != nil {
+		t.Fatal(err)
+	}
+	theirs, err := json.Marshal(UsageBatchPayload{Events: events})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, data := range map[string][]byte{"encodeUsageBatch": ours, "json.Marshal": theirs} {
+		t.Run(name, func(t *testing.T) {
+			if _, ok := readUsageBatch(data); !ok {
+				t.Errorf("the direct reader refuses the output of %s", name)
+			}
+			sameAsEncodingJSON(t, data)
+		})
+	}
+
+	t.Run("variants", func(t *testing.T) {
+		direct := 0
+		for _, s := range decodeVariants() {
+			if _, ok := readUsageBatch([]byte(s)); ok {
+				direct++
+			}
+			sameAsEncodingJSON(t, []byte(s))
+		}
+		// The variants must exercise both paths, or the comparison above
+		// proves nothing about one of them.
+		if direct < 20 {
+			t.Errorf("only %d variants read directly", direct)
+		}
+	})
+}
+
+// FuzzDecodeUsageBatch compares decodeUsageBatch with json.Unmarshal on any
+// input; plain `go test` runs the seeds.
+func FuzzDecodeUsageBatch(f *testing.F) {
+	for _, s := range decodeVariants() {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) { sameAsEncodingJSON(t, data) })
 }
 
 // TestBatcherDeliversEachEventOnce records in bursts from several
@@ -207,5 +337,38 @@ func TestBatchTriggers(t *testing.T) {
 		if got := sink.get(); !slices.Equal(got, []int{3}) {
 			t.Fatalf("batch sizes %v, want one of 3", got)
 		}
+	})
+}
+
+// BenchmarkDecodeUsageBatch reads back a payload of DefaultBatchSize events,
+// the worker's cost before it stores them.
+func BenchmarkDecodeUsageBatch(b *testing.B) {
+	events := make([]store.UsageEvent, DefaultBatchSize)
+	for i := range events {
+		events[i] = benchEvent()
+	}
+	payload, err := encodeUsageBatch(events)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("encoding/json", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			var p UsageBatchPayload
+			if err := json.Unmarshal(payload, &p); err != nil || len(p.Events) != len(events) {
+				b.Fatal(err, len(p.Events))
+			}
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(events)), "ns/event")
+	})
+	b.Run("decodeUsageBatch", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			p, err := decodeUsageBatch(payload)
+			if err != nil || len(p.Events) != len(events) {
+				b.Fatal(err, len(p.Events))
+			}
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(events)), "ns/event")
 	})
 }

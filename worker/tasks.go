@@ -165,8 +165,8 @@ var errInvalidPayload = errors.New("invalid payload")
 // at once (asynq.SkipRetry); a store error is returned as is so that asynq
 // retries the task. Running the same task twice adds no rows.
 func (h *Handlers) HandleUsageBatchTask(ctx context.Context, t *asynq.Task) error {
-	var p UsageBatchPayload
-	if err := json.Unmarshal(t.Payload(), &p); err != nil {
+	p, err := decodeUsageBatch(t.Payload())
+	if err != nil {
 		return fmt.Errorf("usage batch: %w: %v: %w", errInvalidPayload, err, asynq.SkipRetry)
 	}
 	if len(p.Events) == 0 {
