@@ -2,7 +2,6 @@ package api
 
 import (
 	"context"
-	"fmt"
 	"net/http"
 	"net/url"
 
@@ -129,8 +128,8 @@ func batch(r *request, run func(ctx context.Context, res *store.Resource, inputs
 	}
 	out := BatchResponse{Results: make([]BatchItem, len(results))}
 	for i, res := range results {
-		if kind, isBad := bad[res.Index]; isBad {
-			res.Err, res.Record = store.FieldError(fmt.Sprintf("records[%d]", res.Index), "must be a JSON object, got %s.", kind), nil
+		if itemErr, isBad := bad[res.Index]; isBad {
+			res.Err, res.Record = itemErr, nil
 		}
 		item := BatchItem{Index: res.Index}
 		switch {

@@ -186,11 +186,9 @@ func usageQuery(q map[string]string) (store.UsageQuery, error) {
 	return uq, nil
 }
 
-// decodeBatch reads the body of a batch request, {"records": [...]}. Items
-// that are not JSON objects come back as nil inputs, with their JSON kind in
-// bad, so that each can fail on its own. The number of records is checked by
-// store.
-func decodeBatch(req *http.Request) (inputs []map[string]any, bad map[int]string, err error) {
+// decodeBatch reads the body of a batch request, {"records": [...]}, as
+// store.BatchRecords does.
+func decodeBatch(req *http.Request) (inputs []map[string]any, bad map[int]error, err error) {
 	obj, err := decodeObject(req)
 	if err != nil {
 		return nil, nil, err
@@ -210,22 +208,7 @@ func decodeBatch(req *http.Request) (inputs []map[string]any, bad map[int]string
 	if !ok {
 		return nil, nil, store.FieldError("records", "is required: the body is {\"records\": [...]} with 1 to %d records.", store.MaxBatch)
 	}
-	items, ok := raw.([]any)
-	if !ok {
-		return nil, nil, store.FieldError("records", "must be an array of 1 to %d records, got %s.", store.MaxBatch, jsonKind(raw))
-	}
-	inputs = make([]map[string]any, len(items))
-	for i, it := range items {
-		if m, isObj := it.(map[string]any); isObj {
-			inputs[i] = m
-			continue
-		}
-		if bad == nil {
-			bad = map[int]string{}
-		}
-		bad[i] = jsonKind(it)
-	}
-	return inputs, bad, nil
+	return store.BatchRecords(raw)
 }
 
 // decodeObject reads a request body that must be one JSON object in UTF-8.
@@ -261,7 +244,7 @@ func decodeObject(req *http.Request) (map[string]any, error) {
 	}
 	obj, ok := v.(map[string]any)
 	if !ok {
-		return nil, store.Errorf(store.EBADREQUEST, "%s Got %s.", errMessageBadReqBody, jsonKind(v))
+		return nil, store.Errorf(store.EBADREQUEST, "%s Got %s.", errMessageBadReqBody, store.JSONKind(v))
 	}
 	return obj, nil
 }
@@ -292,22 +275,5 @@ func jsonSyntaxError(err error) error {
 		return store.Errorf(store.EBADREQUEST, "The request body is not valid JSON: it ends too early.")
 	default:
 		return store.Errorf(store.EBADREQUEST, "The request body is not valid JSON.")
-	}
-}
-
-func jsonKind(v any) string {
-	switch v.(type) {
-	case nil:
-		return "null"
-	case string:
-		return "a string"
-	case json.Number:
-		return "a number"
-	case bool:
-		return "a boolean"
-	case []any:
-		return "an array"
-	default:
-		return "something else"
 	}
 }

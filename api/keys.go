@@ -252,7 +252,7 @@ func keyPolicy(obj map[string]any) (store.KeyPolicy, error) {
 	}
 	b, ok := obj["require_expiry"].(bool)
 	if !ok {
-		return p, store.FieldError("require_expiry", "must be true or false, got %s.", jsonKind(obj["require_expiry"]))
+		return p, store.FieldError("require_expiry", "must be true or false, got %s.", store.JSONKind(obj["require_expiry"]))
 	}
 	p.RequireExpiry = b
 	return p, nil
@@ -294,7 +294,7 @@ func stringField(obj map[string]any, name string) (v string, present bool, err e
 	}
 	s, ok := raw.(string)
 	if !ok {
-		return "", false, store.FieldError(name, "must be a string, got %s.", jsonKind(raw))
+		return "", false, store.FieldError(name, "must be a string, got %s.", store.JSONKind(raw))
 	}
 	return s, true, nil
 }
@@ -307,13 +307,13 @@ func stringsField(obj map[string]any, name string) ([]string, bool, error) {
 	}
 	items, ok := raw.([]any)
 	if !ok {
-		return nil, false, store.FieldError(name, "must be an array of strings, got %s.", jsonKind(raw))
+		return nil, false, store.FieldError(name, "must be an array of strings, got %s.", store.JSONKind(raw))
 	}
 	out := make([]string, len(items))
 	for i, it := range items {
 		s, ok := it.(string)
 		if !ok {
-			return nil, false, store.FieldError(name, "must be an array of strings; item %d is %s.", i, jsonKind(it))
+			return nil, false, store.FieldError(name, "must be an array of strings; item %d is %s.", i, store.JSONKind(it))
 		}
 		out[i] = s
 	}
@@ -329,13 +329,13 @@ func stringMapField(obj map[string]any, name string) (map[string]string, bool, e
 	}
 	m, ok := raw.(map[string]any)
 	if !ok {
-		return nil, false, store.FieldError(name, "must be an object of field names to text values, such as {\"source\": \"Vendor XYZ\"}, got %s.", jsonKind(raw))
+		return nil, false, store.FieldError(name, "must be an object of field names to text values, such as {\"source\": \"Vendor XYZ\"}, got %s.", store.JSONKind(raw))
 	}
 	out := make(map[string]string, len(m))
 	for _, k := range slices.Sorted(maps.Keys(m)) {
 		s, ok := m[k].(string)
 		if !ok {
-			return nil, false, store.FieldError(name, "the value of %q must be a string, got %s.", clip(k), jsonKind(m[k]))
+			return nil, false, store.FieldError(name, "the value of %q must be a string, got %s.", clip(k), store.JSONKind(m[k]))
 		}
 		out[k] = s
 	}
@@ -347,7 +347,7 @@ func daysField(obj map[string]any, name string) (int, error) {
 	raw := obj[name]
 	num, ok := raw.(json.Number)
 	if !ok {
-		return 0, store.FieldError(name, "must be a whole number of days, got %s.", jsonKind(raw))
+		return 0, store.FieldError(name, "must be a whole number of days, got %s.", store.JSONKind(raw))
 	}
 	n, err := strconv.Atoi(num.String())
 	if err != nil || n < -1_000_000 || n > 1_000_000 {

@@ -325,9 +325,8 @@ func (ts *toolServer) run(ctx context.Context, t registeredTool, args map[string
 			return nil, err
 		}
 		for i := range results {
-			if kind, isBad := bad[results[i].Index]; isBad {
-				results[i].Record = nil
-				results[i].Err = store.FieldError(fmt.Sprintf("records[%d]", results[i].Index), "must be a JSON object, got %s.", kind)
+			if itemErr, isBad := bad[results[i].Index]; isBad {
+				results[i].Record, results[i].Err = nil, itemErr
 			}
 		}
 		return ts.batchResults(ctx, op, results), nil
@@ -393,48 +392,14 @@ func (ts *toolServer) batchResults(ctx context.Context, op store.Operation, resu
 	return out
 }
 
-// recordsArg reads the records of a batch. An item that is not an object
-// is passed on as nil, and its JSON kind returned in bad, so that it fails
-// on its own with the message REST gives.
-func recordsArg(args map[string]any) (records []map[string]any, bad map[int]string, err error) {
+// recordsArg reads the records of a batch as store.BatchRecords does, so
+// that a bad item fails on its own with the message REST gives.
+func recordsArg(args map[string]any) (records []map[string]any, bad map[int]error, err error) {
 	v, ok := present(args, "records")
 	if !ok {
 		return nil, nil, store.FieldError("records", "is required: an array of 1 to %d records.", store.MaxBatch)
 	}
-	items, ok := v.([]any)
-	if !ok {
-		return nil, nil, store.FieldError("records", "must be an array of 1 to %d records, got %s.", store.MaxBatch, jsonKind(v))
-	}
-	records = make([]map[string]any, len(items))
-	for i, it := range items {
-		if m, isObject := it.(map[string]any); isObject {
-			records[i] = m
-			continue
-		}
-		if bad == nil {
-			bad = map[int]string{}
-		}
-		bad[i] = jsonKind(it)
-	}
-	return records, bad, nil
-}
-
-// jsonKind names the JSON type of a value that is not an object.
-func jsonKind(v any) string {
-	switch v.(type) {
-	case nil:
-		return "null"
-	case string:
-		return "a string"
-	case float64, json.Number:
-		return "a number"
-	case bool:
-		return "a boolean"
-	case []any:
-		return "an array"
-	default:
-		return "something else"
-	}
+	return store.BatchRecords(v)
 }
 
 // arguments returns the call's arguments as an object; no arguments at all

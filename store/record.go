@@ -256,7 +256,7 @@ func (f Field) normalize(v any) (any, error) {
 			}
 		}
 		if !ok {
-			return nil, FieldError(f.Name, "must be a number, got %s.", jsonType(v))
+			return nil, FieldError(f.Name, "must be a number, got %s.", JSONKind(v))
 		}
 		if math.IsNaN(n) || math.IsInf(n, 0) || n < 0 {
 			return nil, FieldError(f.Name, "must be a number >= 0.")
@@ -265,7 +265,7 @@ func (f Field) normalize(v any) (any, error) {
 	}
 	s, ok := v.(string)
 	if !ok {
-		return nil, FieldError(f.Name, "must be a string, got %s.", jsonType(v))
+		return nil, FieldError(f.Name, "must be a string, got %s.", JSONKind(v))
 	}
 	if !utf8.ValidString(s) {
 		return nil, FieldError(f.Name, "must be valid UTF-8.")
@@ -315,8 +315,12 @@ func (f Field) normalize(v any) (any, error) {
 	return s, nil
 }
 
-func jsonType(v any) string {
+// JSONKind names the JSON type of a decoded value, for messages: "a
+// string", "an object", "null".
+func JSONKind(v any) string {
 	switch v.(type) {
+	case nil:
+		return "null"
 	case string:
 		return "a string"
 	case float64, json.Number:
@@ -328,6 +332,6 @@ func jsonType(v any) string {
 	case map[string]any:
 		return "an object"
 	default:
-		return fmt.Sprintf("%T", v)
+		return "something else"
 	}
 }

@@ -193,6 +193,30 @@ type BatchResult struct {
 	Err     error
 }
 
+// BatchRecords reads the records of a batch, decoded JSON that must be an
+// array. An item that is not a JSON object comes back as a nil input, with
+// its error in bad by index, so that it fails on its own (BatchResult.Err)
+// while the others go ahead. The number of records is checked when the
+// batch runs.
+func BatchRecords(v any) (inputs []map[string]any, bad map[int]error, err error) {
+	items, ok := v.([]any)
+	if !ok {
+		return nil, nil, FieldError("records", "must be an array of 1 to %d records, got %s.", MaxBatch, JSONKind(v))
+	}
+	inputs = make([]map[string]any, len(items))
+	for i, it := range items {
+		if m, isObject := it.(map[string]any); isObject {
+			inputs[i] = m
+			continue
+		}
+		if bad == nil {
+			bad = map[int]error{}
+		}
+		bad[i] = FieldError(fmt.Sprintf("records[%d]", i), "must be a JSON object, got %s.", JSONKind(it))
+	}
+	return inputs, bad, nil
+}
+
 func checkBatch(n int) error {
 	if n < 1 || n > MaxBatch {
 		return FieldError("records", "must hold 1 to %d records, got %d.", MaxBatch, n)
