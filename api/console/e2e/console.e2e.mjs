@@ -177,7 +177,7 @@ async function run(context) {
 
   let vendorKey = "";
   await step("create-form", async () => {
-    await createKey("E2E vendor", ["read:accounts"], { expiry: "30d", rate: "120/m" });
+    await createKey("E2E vendor", ["read:accounts"], { expiry: "30d", rate: "60/m" });
     // Only scopes of the admin key are offered.
     const offered = await page.locator("#create-scopes input").evaluateAll((els) => els.map((e) => e.value));
     const me = await api("GET", "/api/v1/me", adminKey);
@@ -187,7 +187,7 @@ async function run(context) {
     await page.click("#create-form button[type=submit]");
     await page.locator("#create-error").waitFor({ state: "visible" });
     assert.match(await page.locator("#create-error").textContent(), /not a rate limit.*HTTP 400/);
-    await page.fill("#create-rate", "120/m");
+    await page.fill("#create-rate", "60/m");
   });
 
   await step("key-shown-once", async () => {
@@ -205,7 +205,7 @@ async function run(context) {
     assert.ok(!(await pageText()).includes(vendorKey), "the raw key is in the page after a reload");
     const cells = await row("E2E vendor").locator("td").allTextContents();
     assert.ok(cells.some((c) => c.includes("read:accounts")), `scopes not listed: ${cells}`);
-    assert.ok(cells.includes("120/m"), `rate limit not listed: ${cells}`);
+    assert.ok(cells.includes("60/m"), `rate limit not listed: ${cells}`);
   });
 
   // Traffic for the chart: 5 good requests and 2 that fail.
