@@ -139,7 +139,9 @@ func (s *Service) rotate(ctx context.Context, w *Workspace, k *APIKey, overlap t
 		}
 		exp = &e
 	} else if w.Policy.RequireExpiry || w.Policy.MaxLifetimeDays > 0 {
-		days := max(w.Policy.MaxLifetimeDays, 90)
+		// The old key never expired but policy now wants an expiry: the
+		// maximum lifetime, or 90 days when the policy sets none.
+		days := 90
 		if w.Policy.MaxLifetimeDays > 0 {
 			days = w.Policy.MaxLifetimeDays
 		}
