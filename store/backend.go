@@ -75,8 +75,11 @@ type Backend interface {
 	// CompleteIdempotencyKey stores the response of the request that holds
 	// the key.
 	CompleteIdempotencyKey(ctx context.Context, workspaceID, key string, resp IdempotentResponse) error
-	// DeleteIdempotencyKey forgets a key (its request failed and may be retried).
-	DeleteIdempotencyKey(ctx context.Context, workspaceID, key string) error
+	// DeleteIdempotencyKey forgets a key (its request failed and may be
+	// retried, or it expired) provided it is still the one created at
+	// createdAt, so that a request never forgets a key another request has
+	// just taken. Forgetting an unknown key is no error.
+	DeleteIdempotencyKey(ctx context.Context, workspaceID, key string, createdAt time.Time) error
 	// DeleteIdempotencyKeysBefore forgets keys that expired before the given
 	// time, in all workspaces.
 	DeleteIdempotencyKeysBefore(ctx context.Context, before time.Time) (int64, error)

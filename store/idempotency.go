@@ -52,12 +52,14 @@ func (sc *Scoped) Idempotent(ctx context.Context, key, fingerprint string, fn fu
 	}
 	b := sc.s.backend
 	ws := sc.p.WorkspaceID
-	for attempt := 0; ; attempt++ {
+	var held *IdempotencyKey
+	for attempt := 0; held == nil; attempt++ {
 		now := sc.s.Now()
 		k := &IdempotencyKey{WorkspaceID: ws, Key: key, Fingerprint: fingerprint, State: IdempotencyInProgress,
 			CreatedAt: now, ExpiresAt: now.Add(sc.s.idemTTL)}
 		err := b.CreateIdempotencyKey(ctx, k)
 		if err == nil {
+			held = k
 			break
 		}
 		if ErrorCode(err) != ECONFLICT || attempt > 2 {
@@ -72,7 +74,7 @@ func (sc *Scoped) Idempotent(ctx context.Context, key, fingerprint string, fn fu
 		}
 		abandoned := prev.State == IdempotencyInProgress && now.Sub(prev.CreatedAt) > idempotencyLease
 		if !now.Before(prev.ExpiresAt) || abandoned {
-			if err := b.DeleteIdempotencyKey(ctx, ws, key); err != nil {
+			if err := b.DeleteIdempotencyKey(ctx, ws, key, prev.CreatedAt); err != nil {
 				return resp, false, err
 			}
 			continue
@@ -91,7 +93,7 @@ func (sc *Scoped) Idempotent(ctx context.Context, key, fingerprint string, fn fu
 	if err != nil || resp.Status >= 500 {
 		// Forget the key so a retry can succeed; the request's own error wins.
 		// A detached context: the caller's may be cancelled already.
-		_ = b.DeleteIdempotencyKey(context.WithoutCancel(ctx), ws, key)
+		_ = b.DeleteIdempotencyKey(context.WithoutCancel(ctx), ws, key, held.CreatedAt)
 		return resp, false, err
 	}
 	if err := b.CompleteIdempotencyKey(context.WithoutCancel(ctx), ws, key, resp); err != nil {

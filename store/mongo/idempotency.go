@@ -81,9 +81,11 @@ func bodyValue(b []byte) bson.Binary {
 	return bson.Binary{Subtype: bson.TypeBinaryGeneric, Data: b}
 }
 
-// DeleteIdempotencyKey forgets a key; forgetting an unknown key is no error.
-func (d *DB) DeleteIdempotencyKey(ctx context.Context, workspaceID, key string) error {
-	_, err := d.idempotency().DeleteOne(ctx, idempotencyFilter(workspaceID, key))
+// DeleteIdempotencyKey forgets a key if it is the one created at
+// createdAt; forgetting an unknown key is no error.
+func (d *DB) DeleteIdempotencyKey(ctx context.Context, workspaceID, key string, createdAt time.Time) error {
+	filter := append(idempotencyFilter(workspaceID, key), bson.E{Key: "created_at", Value: createdAt.UTC()})
+	_, err := d.idempotency().DeleteOne(ctx, filter)
 	return translate(err, "delete idempotency key", "idempotency key")
 }
 

@@ -543,13 +543,13 @@ func TestIdempotencyKeys(t *testing.T) {
 	if _, err := db.FindIdempotencyKey(ctx, w.ID, k.Key); store.ErrorCode(err) != store.ENOTFOUND {
 		t.Errorf("expired key still found: %v", err)
 	}
-	if err := db.DeleteIdempotencyKey(ctx, other.ID, k.Key); err != nil {
+	if err := db.DeleteIdempotencyKey(ctx, other.ID, k.Key, k.CreatedAt); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := db.FindIdempotencyKey(ctx, other.ID, k.Key); store.ErrorCode(err) != store.ENOTFOUND {
 		t.Errorf("deleted key still found: %v", err)
 	}
-	if err := db.DeleteIdempotencyKey(ctx, other.ID, k.Key); err != nil {
+	if err := db.DeleteIdempotencyKey(ctx, other.ID, k.Key, k.CreatedAt); err != nil {
 		t.Errorf("deleting a key twice: %v, want no error", err)
 	}
 }

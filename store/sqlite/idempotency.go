@@ -37,9 +37,10 @@ func (db *DB) CompleteIdempotencyKey(ctx context.Context, workspaceID, key strin
 		store.IdempotencyCompleted, int64(resp.Status), resp.Body, workspaceID, key)
 }
 
-// DeleteIdempotencyKey deletes a key; an unknown key is no error.
-func (db *DB) DeleteIdempotencyKey(ctx context.Context, workspaceID, key string) error {
-	_, err := db.stmt.deleteIdem.ExecContext(ctx, workspaceID, key)
+// DeleteIdempotencyKey deletes a key if it is the one created at createdAt;
+// an unknown key is no error.
+func (db *DB) DeleteIdempotencyKey(ctx context.Context, workspaceID, key string, createdAt time.Time) error {
+	_, err := db.stmt.deleteIdem.ExecContext(ctx, workspaceID, key, ms(createdAt))
 	return translate(err, "delete idempotency key", "Idempotency key")
 }
 

@@ -88,7 +88,7 @@ func (db *DB) prepare(ctx context.Context) error {
 		createIdem:   w(`INSERT INTO idempotency_keys (` + idemColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`),
 		findIdem:     r(`SELECT ` + idemColumns + ` FROM idempotency_keys WHERE workspace_id = ? AND key = ?`),
 		completeIdem: w(`UPDATE idempotency_keys SET state = ?, status = ?, body = ? WHERE workspace_id = ? AND key = ?`),
-		deleteIdem:   w(`DELETE FROM idempotency_keys WHERE workspace_id = ? AND key = ?`),
+		deleteIdem:   w(`DELETE FROM idempotency_keys WHERE workspace_id = ? AND key = ? AND created_at = ?`),
 		expireIdem: w(`DELETE FROM idempotency_keys WHERE rowid IN (
 			SELECT rowid FROM idempotency_keys WHERE expires_at < ? LIMIT ?)`),
 	}

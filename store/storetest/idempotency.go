@@ -90,8 +90,13 @@ func (s *suite) idempotency(t *testing.T) {
 		_, err = b.FindIdempotencyKey(t.Context(), store.NewID(), "same")
 		wantCode(t, err, store.ENOTFOUND)
 
+		// Deleting a key created at another time is a no-op: the key was
+		// taken again meanwhile.
+		must(t, b.DeleteIdempotencyKey(t.Context(), w1.ID, "same", k.CreatedAt.Add(time.Millisecond)), "DeleteIdempotencyKey")
+		_, err = b.FindIdempotencyKey(t.Context(), w1.ID, "same")
+		must(t, err, "FindIdempotencyKey after deleting another version")
 		// Deleting in one workspace leaves the other's.
-		must(t, b.DeleteIdempotencyKey(t.Context(), w1.ID, "same"), "DeleteIdempotencyKey")
+		must(t, b.DeleteIdempotencyKey(t.Context(), w1.ID, "same", k.CreatedAt), "DeleteIdempotencyKey")
 		_, err = b.FindIdempotencyKey(t.Context(), w1.ID, "same")
 		wantCode(t, err, store.ENOTFOUND)
 		got, err = b.FindIdempotencyKey(t.Context(), w2.ID, "same")
@@ -103,7 +108,7 @@ func (s *suite) idempotency(t *testing.T) {
 		got, err = b.FindIdempotencyKey(t.Context(), w1.ID, "same")
 		must(t, err, "FindIdempotencyKey")
 		wantIdemKey(t, got, again)
-		must(t, b.DeleteIdempotencyKey(t.Context(), w1.ID, "never used"), "DeleteIdempotencyKey of an unknown key")
+		must(t, b.DeleteIdempotencyKey(t.Context(), w1.ID, "never used", again.CreatedAt), "DeleteIdempotencyKey of an unknown key")
 	})
 
 	s.test(t, "HostileKeys", func(t *testing.T, b store.Backend) {
