@@ -338,12 +338,8 @@ func filterNote(a store.Action, r *store.Resource, f map[string]string) string {
 // referencedBy lists the fields of other resources that refer to r.
 func referencedBy(r *store.Resource) []string {
 	var out []string
-	for _, other := range store.Resources {
-		for _, f := range other.Fields {
-			if f.Type == store.FieldRef && f.Ref == r.Name {
-				out = append(out, other.Name+"."+f.Name)
-			}
-		}
+	for _, ref := range r.ReferencedBy() {
+		out = append(out, ref.Resource.Name+"."+ref.Field)
 	}
 	return out
 }

@@ -307,12 +307,8 @@ func requiredNote(r *store.Resource) string {
 // referencedBy says which records keep a record of r from being deleted.
 func referencedBy(r *store.Resource) string {
 	var refs []string
-	for _, other := range store.Resources {
-		for _, f := range other.Fields {
-			if f.Type == store.FieldRef && f.Ref == r.Name {
-				refs = append(refs, other.Name+" ("+f.Name+")")
-			}
-		}
+	for _, ref := range r.ReferencedBy() {
+		refs = append(refs, ref.Resource.Name+" ("+ref.Field+")")
 	}
 	if len(refs) == 0 {
 		return ""

@@ -175,6 +175,26 @@ var (
 // Resources lists every CRM resource in a stable order.
 var Resources = []*Resource{Accounts, Contacts, Leads, Deals, Activities, Notes}
 
+// Reference is a field of one resource that holds the id of another's record.
+type Reference struct {
+	Resource *Resource // the resource that has the field
+	Field    string
+}
+
+// ReferencedBy lists the fields of every resource that refer to records of
+// r: while a live record is referred to, it is not deleted.
+func (r *Resource) ReferencedBy() []Reference {
+	var out []Reference
+	for _, other := range Resources {
+		for _, f := range other.Fields {
+			if f.Type == FieldRef && f.Ref == r.Name {
+				out = append(out, Reference{Resource: other, Field: f.Name})
+			}
+		}
+	}
+	return out
+}
+
 // ResourceByName returns the resource with the given plural name.
 func ResourceByName(name string) (*Resource, bool) {
 	for _, r := range Resources {

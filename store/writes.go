@@ -95,19 +95,14 @@ func (sc *Scoped) DeleteRecord(ctx context.Context, r *Resource, id string) erro
 		return err
 	}
 	var refs []string
-	for _, other := range Resources {
-		for _, f := range other.Fields {
-			if f.Type != FieldRef || f.Ref != r.Name {
-				continue
-			}
-			rows, err := sc.s.backend.FindRecords(ctx, other, sc.p.WorkspaceID, RecordQuery{
-				Limit: 1, Sort: SortCreatedAt, Filters: []FieldFilter{{Field: f.Name, Value: id}}})
-			if err != nil {
-				return err
-			}
-			if len(rows) > 0 {
-				refs = append(refs, fmt.Sprintf("%s (%s)", other.Name, f.Name))
-			}
+	for _, ref := range r.ReferencedBy() {
+		rows, err := sc.s.backend.FindRecords(ctx, ref.Resource, sc.p.WorkspaceID, RecordQuery{
+			Limit: 1, Sort: SortCreatedAt, Filters: []FieldFilter{{Field: ref.Field, Value: id}}})
+		if err != nil {
+			return err
+		}
+		if len(rows) > 0 {
+			refs = append(refs, fmt.Sprintf("%s (%s)", ref.Resource.Name, ref.Field))
 		}
 	}
 	if len(refs) > 0 {
