@@ -95,6 +95,60 @@ type Backend interface {
 	// DeleteUsageBefore deletes events older than before, in all workspaces.
 	DeleteUsageBefore(ctx context.Context, before time.Time) (int64, error)
 
+	// Webhook subscriptions. FindWebhooks returns a workspace's
+	// subscriptions oldest first. UpdateWebhook replaces url, events,
+	// description, enabled, disabled_reason, failing_since, expires_at,
+	// scopes and updated_at of an existing subscription (not_found if the
+	// workspace has none with w.ID). DeleteWebhook removes a subscription
+	// and its deliveries.
+	CreateWebhook(ctx context.Context, w *Webhook) error
+	FindWebhookByID(ctx context.Context, workspaceID, id string) (*Webhook, error)
+	FindWebhooks(ctx context.Context, workspaceID string) ([]*Webhook, error)
+	UpdateWebhook(ctx context.Context, w *Webhook) error
+	DeleteWebhook(ctx context.Context, workspaceID, id string) error
+	// SetWebhookFailing sets failing_since to at unless it is already set
+	// (at == nil clears it). It changes nothing else, so that it never
+	// undoes a client's concurrent update. Unknown ids are no error.
+	SetWebhookFailing(ctx context.Context, workspaceID, id string, at *time.Time) error
+	// DisableWebhook turns a subscription off with a reason, at the given
+	// time. Unknown ids are no error.
+	DisableWebhook(ctx context.Context, workspaceID, id, reason string, at time.Time) error
+
+	// The outbox. Every write that changes a record (InsertRecord,
+	// UpdateRecord, DeleteRecord) or a key's life (CreateAPIKey, an
+	// effective RevokeAPIKey, MarkAPIKeyExpiring) stores its event, made by
+	// NewRecordEvent or NewKeyEvent from what it wrote, atomically with
+	// the change: a change is never stored without its event, nor an event
+	// without its change.
+	//
+	// ClaimEvents returns up to limit stored events, oldest first, that
+	// were never claimed or were claimed before staleBefore, and marks them
+	// claimed at now. DeleteEvents removes events once they are handed on;
+	// unknown ids are no error.
+	ClaimEvents(ctx context.Context, now, staleBefore time.Time, limit int) ([]Event, error)
+	DeleteEvents(ctx context.Context, ids []string) error
+	// MarkAPIKeyExpiring records, once per key, that its expiry was
+	// announced, with its api_key.expiring event. It reports whether it did
+	// (false when it was already announced or the key is unknown).
+	MarkAPIKeyExpiring(ctx context.Context, workspaceID, id string, at time.Time) (bool, error)
+
+	// Deliveries. InsertDeliveries stores new deliveries; one whose id is
+	// already stored is skipped. FindDeliveries returns a subscription's
+	// deliveries matching q, newest first (created_at, then id). UpdateDelivery
+	// replaces status, attempts, history, next_attempt_at and updated_at,
+	// provided the stored delivery still has prevAttempts attempts (else
+	// exactly ErrStale; not_found when there is none).
+	InsertDeliveries(ctx context.Context, ds []*Delivery) error
+	FindDeliveryByID(ctx context.Context, workspaceID, id string) (*Delivery, error)
+	FindDeliveries(ctx context.Context, workspaceID, webhookID string, q DeliveryQuery) ([]*Delivery, error)
+	UpdateDelivery(ctx context.Context, d *Delivery, prevAttempts int) error
+	// FindDueDeliveriesUnscoped returns pending deliveries of any workspace
+	// whose next attempt was due before the given time, oldest due first.
+	FindDueDeliveriesUnscoped(ctx context.Context, before time.Time, limit int) ([]*Delivery, error)
+	// DeleteDeliveriesBefore deletes finished (not pending) deliveries
+	// created before the given time, in all workspaces.
+	DeleteDeliveriesBefore(ctx context.Context, before time.Time) (int64, error)
+
 	Close() error
 }
 

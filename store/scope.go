@@ -27,7 +27,7 @@ func AllScopes() []Scope {
 	for _, r := range Resources {
 		out = append(out, ReadScope(r.Name), WriteScope(r.Name))
 	}
-	return append(out, ScopeUsage, ScopeAdminKeys)
+	return append(out, ScopeUsage, ScopeAdminKeys, ScopeReadWebhooks, ScopeWriteWebhooks)
 }
 
 // ValidScope reports whether s is a known scope.
@@ -99,6 +99,15 @@ const (
 	ActionRotateKey    Action = "rotate_key"
 	ActionGetPolicy    Action = "get_key_policy"
 	ActionUpdatePolicy Action = "update_key_policy"
+	// Webhook subscriptions and their deliveries.
+	ActionListWebhooks   Action = "list_webhooks"
+	ActionGetWebhook     Action = "get_webhook"
+	ActionCreateWebhook  Action = "create_webhook"
+	ActionUpdateWebhook  Action = "update_webhook"
+	ActionDeleteWebhook  Action = "delete_webhook"
+	ActionListDeliveries Action = "list_webhook_deliveries"
+	ActionReplayDelivery Action = "replay_webhook_delivery"
+	ActionTestWebhook    Action = "test_webhook"
 )
 
 // Operation is one entry of the operation table: every scoped operation the
@@ -162,6 +171,22 @@ func buildOperations() []Operation {
 			Summary: "Get the workspace's key policy."},
 		Operation{Name: "update_key_policy", Action: ActionUpdatePolicy, Scope: ScopeAdminKeys,
 			Summary: "Change the workspace's key policy: maximum lifetime, mandatory expiry, disabling unused keys."},
+		Operation{Name: "list_webhooks", Action: ActionListWebhooks, Scope: ScopeReadWebhooks, ReadOnly: true,
+			Summary: "List the workspace's webhook subscriptions with their status (never their signing secrets)."},
+		Operation{Name: "get_webhook", Action: ActionGetWebhook, Scope: ScopeReadWebhooks, ReadOnly: true,
+			Summary: "Get one webhook subscription by id."},
+		Operation{Name: "create_webhook", Action: ActionCreateWebhook, Scope: ScopeWriteWebhooks,
+			Summary: "Subscribe a URL to events such as deal.created, account.* or *; the signing secret is returned once."},
+		Operation{Name: "update_webhook", Action: ActionUpdateWebhook, Scope: ScopeWriteWebhooks,
+			Summary: "Change a webhook subscription's url, events, description, or turn it off and on."},
+		Operation{Name: "delete_webhook", Action: ActionDeleteWebhook, Scope: ScopeWriteWebhooks,
+			Summary: "Delete a webhook subscription (unsubscribe); pending deliveries are not sent."},
+		Operation{Name: "list_webhook_deliveries", Action: ActionListDeliveries, Scope: ScopeReadWebhooks, ReadOnly: true,
+			Summary: "List a webhook subscription's deliveries, newest first: status, attempts, response codes, next attempt."},
+		Operation{Name: "replay_webhook_delivery", Action: ActionReplayDelivery, Scope: ScopeWriteWebhooks,
+			Summary: "Send a finished delivery's event again, as a new delivery with the same webhook-id."},
+		Operation{Name: "test_webhook", Action: ActionTestWebhook, Scope: ScopeWriteWebhooks,
+			Summary: "Send a ping event to a webhook subscription and return the delivery to follow."},
 	)
 }
 

@@ -55,8 +55,8 @@ func TestParseScopes(t *testing.T) {
 
 func TestAllScopes(t *testing.T) {
 	scopes := store.AllScopes()
-	if len(scopes) != 2*len(store.Resources)+2 {
-		t.Errorf("%d scopes, want read and write per resource plus read:usage and admin:keys", len(scopes))
+	if len(scopes) != 2*len(store.Resources)+4 {
+		t.Errorf("%d scopes, want read and write per resource plus read:usage, admin:keys, read:webhooks and write:webhooks", len(scopes))
 	}
 	seen := map[store.Scope]bool{}
 	for _, s := range scopes {
@@ -163,13 +163,32 @@ func TestOperations(t *testing.T) {
 			t.Errorf("operation %s = %+v, %v; want action %s, scope admin:keys, read-only %v", w.name, op, ok, w.action, w.readOnly)
 		}
 	}
+	for _, w := range []struct {
+		name   string
+		action store.Action
+		scope  store.Scope
+	}{
+		{"list_webhooks", store.ActionListWebhooks, store.ScopeReadWebhooks},
+		{"get_webhook", store.ActionGetWebhook, store.ScopeReadWebhooks},
+		{"create_webhook", store.ActionCreateWebhook, store.ScopeWriteWebhooks},
+		{"update_webhook", store.ActionUpdateWebhook, store.ScopeWriteWebhooks},
+		{"delete_webhook", store.ActionDeleteWebhook, store.ScopeWriteWebhooks},
+		{"list_webhook_deliveries", store.ActionListDeliveries, store.ScopeReadWebhooks},
+		{"replay_webhook_delivery", store.ActionReplayDelivery, store.ScopeWriteWebhooks},
+		{"test_webhook", store.ActionTestWebhook, store.ScopeWriteWebhooks},
+	} {
+		op, ok := store.OperationByName(w.name)
+		if !ok || op.Action != w.action || op.Scope != w.scope || op.Resource != nil || op.ReadOnly != (w.scope == store.ScopeReadWebhooks) {
+			t.Errorf("operation %s = %+v, %v; want action %s, scope %s", w.name, op, ok, w.action, w.scope)
+		}
+	}
 	// Every scope a key can carry guards some operation.
 	for _, s := range store.AllScopes() {
 		if !required[s] {
 			t.Errorf("scope %s guards no operation", s)
 		}
 	}
-	if len(store.Operations) != 8*len(store.Resources)+10 {
+	if len(store.Operations) != 8*len(store.Resources)+18 {
 		t.Errorf("%d operations; a new one needs rows in the tests of every transport", len(store.Operations))
 	}
 }

@@ -16,6 +16,11 @@ type Service struct {
 	now     func() time.Time
 	keys    *keyCache
 	idemTTL time.Duration
+	// Webhooks: where they may go, how replays reach the workers, and the
+	// signal of new events in the outbox.
+	targets  TargetPolicy
+	dispatch Dispatcher
+	changes  chan struct{}
 }
 
 // Option configures a Service.
@@ -35,7 +40,9 @@ const DefaultKeyCacheTTL = time.Second
 
 // NewService returns a service over backend b.
 func NewService(b Backend, opts ...Option) *Service {
-	s := &Service{backend: b, now: time.Now, keys: newKeyCache(DefaultKeyCacheTTL), idemTTL: DefaultIdempotencyTTL}
+	s := &Service{now: time.Now, keys: newKeyCache(DefaultKeyCacheTTL), idemTTL: DefaultIdempotencyTTL,
+		changes: make(chan struct{}, 1)}
+	s.backend = notifying{Backend: b, ch: s.changes}
 	for _, o := range opts {
 		o(s)
 	}

@@ -1,0 +1,270 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+)
+
+// Dispatcher hands deliveries due now to the workers (asynq). An error
+// only delays them: the worker's sweep finds pending deliveries that are
+// overdue and dispatches them again.
+type Dispatcher func(ctx context.Context, ds []*Delivery) error
+
+// WithTargetPolicy sets where webhooks may be sent (by default https to
+// public addresses only).
+func WithTargetPolicy(p TargetPolicy) Option { return func(s *Service) { s.targets = p } }
+
+// TargetPolicy returns where webhooks may be sent.
+func (s *Service) TargetPolicy() TargetPolicy { return s.targets }
+
+// SetDispatcher sets how replays and test pings reach the workers. Without
+// one they wait for the worker's sweep.
+func (s *Service) SetDispatcher(d Dispatcher) { s.dispatch = d }
+
+// Changes is signalled (without blocking, so possibly once for several
+// writes) after every write that stores an event, so that a relay in the
+// same process picks events up at once instead of at its next poll.
+func (s *Service) Changes() <-chan struct{} { return s.changes }
+
+// notifying wraps a Backend to signal Changes after writes that store events.
+type notifying struct {
+	Backend
+	ch chan struct{}
+}
+
+func (n notifying) signal(err error) error {
+	if err == nil {
+		select {
+		case n.ch <- struct{}{}:
+		default:
+		}
+	}
+	return err
+}
+
+func (n notifying) InsertRecord(ctx context.Context, rec *Record) error {
+	return n.signal(n.Backend.InsertRecord(ctx, rec))
+}
+
+func (n notifying) UpdateRecord(ctx context.Context, rec *Record, prev time.Time) error {
+	return n.signal(n.Backend.UpdateRecord(ctx, rec, prev))
+}
+
+func (n notifying) DeleteRecord(ctx context.Context, r *Resource, workspaceID, id string, at time.Time) error {
+	return n.signal(n.Backend.DeleteRecord(ctx, r, workspaceID, id, at))
+}
+
+func (n notifying) CreateAPIKey(ctx context.Context, k *APIKey) error {
+	return n.signal(n.Backend.CreateAPIKey(ctx, k))
+}
+
+func (n notifying) RevokeAPIKey(ctx context.Context, workspaceID, id string, at time.Time) error {
+	return n.signal(n.Backend.RevokeAPIKey(ctx, workspaceID, id, at))
+}
+
+func (n notifying) MarkAPIKeyExpiring(ctx context.Context, workspaceID, id string, at time.Time) (bool, error) {
+	ok, err := n.Backend.MarkAPIKeyExpiring(ctx, workspaceID, id, at)
+	return ok, n.signal(err)
+}
+
+// EventClaimTimeout is how long a claimed event may wait to be fanned out
+// before a relay claims it again (its worker died, or Redis lost the task).
+const EventClaimTimeout = 30 * time.Second
+
+// ClaimEvents takes up to limit events from the outbox for fan-out; they
+// stay there, claimed, until AckEvents, and are claimed again after
+// EventClaimTimeout.
+func (s *Service) ClaimEvents(ctx context.Context, limit int) ([]Event, error) {
+	now := s.Now()
+	return s.backend.ClaimEvents(ctx, now, now.Add(-EventClaimTimeout), limit)
+}
+
+// AckEvents removes fanned-out events from the outbox.
+func (s *Service) AckEvents(ctx context.Context, ids []string) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	return s.backend.DeleteEvents(ctx, ids)
+}
+
+// FanOut stores one delivery per event and subscription that should get
+// it: enabled and unexpired, asking for the event type, allowed by its
+// scopes, and whose filter matches the record (or, for key events,
+// manages the key). Fanning the same events out again stores nothing new
+// (delivery ids derive from the event and the subscription) but returns
+// the deliveries again, still pending or not, for the caller to dispatch.
+func (s *Service) FanOut(ctx context.Context, events []Event) ([]*Delivery, error) {
+	now := s.Now()
+	hooks := map[string][]*Webhook{}
+	var out []*Delivery
+	for _, ev := range events {
+		ws, ok := hooks[ev.WorkspaceID]
+		if !ok {
+			var err error
+			if ws, err = s.backend.FindWebhooks(ctx, ev.WorkspaceID); err != nil {
+				return nil, err
+			}
+			hooks[ev.WorkspaceID] = ws
+		}
+		if len(ws) == 0 {
+			continue
+		}
+		var data map[string]any
+		var payload []byte
+		for _, w := range ws {
+			if w.status(now) == WebhookDisabled || w.status(now) == WebhookExpired || !w.Receives(ev.Type) {
+				continue
+			}
+			if data == nil {
+				if err := json.Unmarshal(ev.Data, &data); err != nil {
+					return nil, err
+				}
+				var err error
+				if payload, err = json.Marshal(ev); err != nil {
+					return nil, err
+				}
+			}
+			if !filterAllows(w.Filter, ev.Type, data) {
+				continue
+			}
+			out = append(out, &Delivery{ID: FanOutDeliveryID(ev.ID, w.ID), WorkspaceID: ev.WorkspaceID, WebhookID: w.ID,
+				EventID: ev.ID, EventType: ev.Type, Payload: payload, Status: DeliveryPending, History: []Attempt{},
+				NextAttemptAt: &now, CreatedAt: now, UpdatedAt: now})
+		}
+	}
+	if len(out) == 0 {
+		return nil, nil
+	}
+	if err := s.backend.InsertDeliveries(ctx, out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// filterAllows reports whether a subscription with filter f may receive an
+// event with this data: a record every filtered field of which matches,
+// or a key whose own filter contains f.
+func filterAllows(f map[string]string, eventType string, data map[string]any) bool {
+	if len(f) == 0 {
+		return true
+	}
+	_, r := eventScope(eventType)
+	if r == nil { // a key event
+		kf, _ := data["filter"].(map[string]any)
+		for name, v := range f {
+			if got, _ := kf[name].(string); got != v {
+				return false
+			}
+		}
+		return true
+	}
+	for name, v := range f {
+		if got, _ := data[name].(string); got != v {
+			return false
+		}
+	}
+	return true
+}
+
+// Operations of the delivery worker. They are not scoped to a principal:
+// the worker acts for the workspace that owns the delivery.
+
+// FindDelivery returns a delivery and its subscription; the subscription is
+// nil when it was deleted.
+func (s *Service) FindDelivery(ctx context.Context, workspaceID, id string) (*Delivery, *Webhook, error) {
+	d, err := s.backend.FindDeliveryByID(ctx, workspaceID, id)
+	if err != nil {
+		return nil, nil, err
+	}
+	w, err := s.backend.FindWebhookByID(ctx, workspaceID, d.WebhookID)
+	if ErrorCode(err) == ENOTFOUND {
+		return d, nil, nil
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	return d, s.webhookView(w), nil
+}
+
+// UpdateDelivery stores a delivery's new state, provided no other worker
+// recorded an attempt since it was read with prevAttempts (else ErrStale).
+func (s *Service) UpdateDelivery(ctx context.Context, d *Delivery, prevAttempts int) error {
+	d.UpdatedAt = s.Now()
+	return s.backend.UpdateDelivery(ctx, d, prevAttempts)
+}
+
+// DueDeliveries returns pending deliveries whose attempt was due before
+// the given time, in any workspace, oldest first.
+func (s *Service) DueDeliveries(ctx context.Context, before time.Time, limit int) ([]*Delivery, error) {
+	return s.backend.FindDueDeliveriesUnscoped(ctx, before, limit)
+}
+
+// WebhookSucceeded ends a subscription's failure streak.
+func (s *Service) WebhookSucceeded(ctx context.Context, w *Webhook) error {
+	if w.FailingSince == nil {
+		return nil
+	}
+	return s.backend.SetWebhookFailing(ctx, w.WorkspaceID, w.ID, nil)
+}
+
+// WebhookFailed records a failed attempt on a subscription: it starts a
+// failure streak, or, when the streak is older than disableAfter, disables
+// the subscription with a reason. It reports whether it disabled it.
+func (s *Service) WebhookFailed(ctx context.Context, w *Webhook, disableAfter time.Duration, reason string) (bool, error) {
+	now := s.Now()
+	if w.FailingSince == nil {
+		return false, s.backend.SetWebhookFailing(ctx, w.WorkspaceID, w.ID, &now)
+	}
+	if now.Sub(*w.FailingSince) < disableAfter {
+		return false, nil
+	}
+	return true, s.backend.DisableWebhook(ctx, w.WorkspaceID, w.ID, reason, now)
+}
+
+// RemoveWebhook deletes a subscription whose receiver answered 410 Gone, as
+// REST hooks expect.
+func (s *Service) RemoveWebhook(ctx context.Context, w *Webhook) error {
+	err := s.backend.DeleteWebhook(ctx, w.WorkspaceID, w.ID)
+	if ErrorCode(err) == ENOTFOUND {
+		return nil
+	}
+	return err
+}
+
+// DeleteDeliveriesBefore removes finished deliveries created before the
+// given time (the delivery log's retention).
+func (s *Service) DeleteDeliveriesBefore(ctx context.Context, before time.Time) (int64, error) {
+	return s.backend.DeleteDeliveriesBefore(ctx, before)
+}
+
+// AnnounceExpiringKeys stores an api_key.expiring event, once per key, for
+// every usable key that expires within ExpiringWindow. It returns how many
+// it announced.
+func (s *Service) AnnounceExpiringKeys(ctx context.Context) (int, error) {
+	wss, err := s.backend.FindWorkspaces(ctx)
+	if err != nil {
+		return 0, err
+	}
+	now := s.Now()
+	n := 0
+	for _, w := range wss {
+		keys, err := s.backend.FindAPIKeys(ctx, w.ID)
+		if err != nil {
+			return n, err
+		}
+		for _, k := range keys {
+			if k.Status(now) != KeyExpiring {
+				continue
+			}
+			ok, err := s.backend.MarkAPIKeyExpiring(ctx, w.ID, k.ID, now)
+			if err != nil {
+				return n, err
+			}
+			if ok {
+				n++
+			}
+		}
+	}
+	return n, nil
+}
