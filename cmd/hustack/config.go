@@ -34,8 +34,15 @@ type Config struct {
 	IdempotencyTTL time.Duration
 	LogLevel       slog.Level // HUSTACK_LOG_LEVEL
 	LogFormat      string     // HUSTACK_LOG_FORMAT: text or json
-	URL            string     // HUSTACK_URL: the REST API `hustack mcp` calls
-	APIKey         string     // HUSTACK_API_KEY: the key `hustack mcp` calls it with (secret)
+	// Webhooks: HUSTACK_WEBHOOK_ALLOW_INSECURE allows http and non-public
+	// targets; the retry schedule, timeout and the failure time after which
+	// a subscription is disabled (empty/zero: the worker's defaults).
+	WebhookAllowInsecure bool
+	WebhookRetries       []time.Duration // HUSTACK_WEBHOOK_RETRY_SCHEDULE
+	WebhookTimeout       time.Duration   // HUSTACK_WEBHOOK_TIMEOUT
+	WebhookDisableAfter  time.Duration   // HUSTACK_WEBHOOK_DISABLE_AFTER
+	URL                  string          // HUSTACK_URL: the REST API `hustack mcp` calls
+	APIKey               string          // HUSTACK_API_KEY: the key `hustack mcp` calls it with (secret)
 }
 
 // defaultConfig returns the configuration used when no variable is set.
@@ -74,6 +81,10 @@ var envVars = []envVar{
 	{"HUSTACK_USAGE_RETENTION", "90d", "how long usage logs are kept (e.g. 90d, 720h)"},
 	{"HUSTACK_TOMBSTONE_RETENTION", "30d", "how long deleted records stay listed with include_deleted before they are purged"},
 	{"HUSTACK_IDEMPOTENCY_TTL", "24h", "how long an Idempotency-Key is remembered"},
+	{"HUSTACK_WEBHOOK_ALLOW_INSECURE", "off", "allow webhooks to http URLs and to loopback, private and link-local addresses (tests, local use)"},
+	{"HUSTACK_WEBHOOK_RETRY_SCHEDULE", "10s,1m,5m,30m,2h,5h,10h,14h,20h,20h", "delays between webhook delivery attempts, +-20% jitter"},
+	{"HUSTACK_WEBHOOK_TIMEOUT", "10s", "how long a webhook receiver has to answer"},
+	{"HUSTACK_WEBHOOK_DISABLE_AFTER", "3d", "how long deliveries to a subscription may fail before it is disabled"},
 	{"HUSTACK_LOG_LEVEL", "info", "debug, info, warn or error"},
 	{"HUSTACK_LOG_FORMAT", "text", "text or json"},
 	{"HUSTACK_URL", "", "`hustack mcp`: the REST API's base URL, e.g. http://127.0.0.1:8080/api/v1"},
@@ -133,6 +144,27 @@ func loadConfig(getenv func(string) string) (Config, error) {
 			return Config{}, fmt.Errorf("HUSTACK_IDEMPOTENCY_TTL: %q is too short; an idempotency key must outlive a request and its retries (at least 1m)", v)
 		}
 	}
+	if c.WebhookAllowInsecure, err = envSwitch(getenv, "HUSTACK_WEBHOOK_ALLOW_INSECURE", c.WebhookAllowInsecure); err != nil {
+		return Config{}, err
+	}
+	if v := strings.TrimSpace(getenv("HUSTACK_WEBHOOK_RETRY_SCHEDULE")); v != "" {
+		if c.WebhookRetries, err = parseSchedule(v); err != nil {
+			return Config{}, fmt.Errorf("HUSTACK_WEBHOOK_RETRY_SCHEDULE: %w", err)
+		}
+	}
+	if v := strings.TrimSpace(getenv("HUSTACK_WEBHOOK_TIMEOUT")); v != "" {
+		if c.WebhookTimeout, err = parseDuration(v); err != nil {
+			return Config{}, fmt.Errorf("HUSTACK_WEBHOOK_TIMEOUT: %w", err)
+		}
+		if c.WebhookTimeout > time.Minute {
+			return Config{}, fmt.Errorf("HUSTACK_WEBHOOK_TIMEOUT: %q is too long; at most 1m", v)
+		}
+	}
+	if v := strings.TrimSpace(getenv("HUSTACK_WEBHOOK_DISABLE_AFTER")); v != "" {
+		if c.WebhookDisableAfter, err = parseDuration(v); err != nil {
+			return Config{}, fmt.Errorf("HUSTACK_WEBHOOK_DISABLE_AFTER: %w", err)
+		}
+	}
 	if v := strings.TrimSpace(getenv("HUSTACK_LOG_LEVEL")); v != "" {
 		if err := c.LogLevel.UnmarshalText([]byte(v)); err != nil {
 			return Config{}, fmt.Errorf("HUSTACK_LOG_LEVEL: %q is not a level; use debug, info, warn or error", v)
@@ -186,6 +218,45 @@ func parseDuration(s string) (time.Duration, error) {
 	return d, nil
 }
 
+// parseSchedule reads a comma-separated list of delays ("10s,1m,5m"), at
+// most 20 of them, each at most 7 days.
+func parseSchedule(s string) ([]time.Duration, error) {
+	var out []time.Duration
+	for _, part := range strings.Split(s, ",") {
+		d, err := parseDuration(part)
+		if err != nil {
+			return nil, fmt.Errorf("in %q: %w", s, err)
+		}
+		if d > 7*24*time.Hour {
+			return nil, fmt.Errorf("%q is longer than 7d", strings.TrimSpace(part))
+		}
+		out = append(out, d)
+	}
+	if len(out) > 20 {
+		return nil, fmt.Errorf("%d delays; at most 20", len(out))
+	}
+	return out, nil
+}
+
+// formatSchedule writes a schedule as parseSchedule reads it.
+func formatSchedule(ds []time.Duration) string {
+	if len(ds) == 0 {
+		return "default"
+	}
+	parts := make([]string, len(ds))
+	for i, d := range ds {
+		parts[i] = d.String()
+	}
+	return strings.Join(parts, ",")
+}
+
+func durationOrDefault(d time.Duration) string {
+	if d == 0 {
+		return "default"
+	}
+	return d.String()
+}
+
 // storeDescription says which backend the configuration selects, without
 // secrets.
 func (c Config) storeDescription() string {
@@ -234,6 +305,10 @@ func (c Config) pairs() [][2]string {
 		{"HUSTACK_USAGE_RETENTION", c.UsageRetention.String()},
 		{"HUSTACK_TOMBSTONE_RETENTION", c.TombstoneRetention.String()},
 		{"HUSTACK_IDEMPOTENCY_TTL", c.IdempotencyTTL.String()},
+		{"HUSTACK_WEBHOOK_ALLOW_INSECURE", onOff(c.WebhookAllowInsecure)},
+		{"HUSTACK_WEBHOOK_RETRY_SCHEDULE", formatSchedule(c.WebhookRetries)},
+		{"HUSTACK_WEBHOOK_TIMEOUT", durationOrDefault(c.WebhookTimeout)},
+		{"HUSTACK_WEBHOOK_DISABLE_AFTER", durationOrDefault(c.WebhookDisableAfter)},
 		{"HUSTACK_LOG_LEVEL", strings.ToLower(c.LogLevel.String())},
 		{"HUSTACK_LOG_FORMAT", c.LogFormat},
 		{"HUSTACK_URL", c.URL},

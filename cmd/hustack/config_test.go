@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"log/slog"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -21,7 +22,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 		UsageRetention: 90 * 24 * time.Hour, LogLevel: slog.LevelInfo, LogFormat: "text",
 		TombstoneRetention: 30 * 24 * time.Hour, IdempotencyTTL: 24 * time.Hour,
 	}
-	if c != want {
+	if !reflect.DeepEqual(c, want) {
 		t.Errorf("defaults = %+v, want %+v", c, want)
 	}
 }
@@ -44,6 +45,11 @@ func TestLoadConfigFromEnv(t *testing.T) {
 		"HUSTACK_API_KEY":             "hs_live_secret",
 		"HUSTACK_TOMBSTONE_RETENTION": "7d",
 		"HUSTACK_IDEMPOTENCY_TTL":     "48h",
+
+		"HUSTACK_WEBHOOK_ALLOW_INSECURE": "on",
+		"HUSTACK_WEBHOOK_RETRY_SCHEDULE": "1s, 2s,1m",
+		"HUSTACK_WEBHOOK_TIMEOUT":        "2s",
+		"HUSTACK_WEBHOOK_DISABLE_AFTER":  "1h",
 	}
 	c, err := loadConfig(env.getenv)
 	if err != nil {
@@ -56,23 +62,29 @@ func TestLoadConfigFromEnv(t *testing.T) {
 		UsageRetention: 30 * 24 * time.Hour, LogLevel: slog.LevelDebug, LogFormat: "json",
 		URL: "http://127.0.0.1:9090/api/v1", APIKey: "hs_live_secret",
 		TombstoneRetention: 7 * 24 * time.Hour, IdempotencyTTL: 48 * time.Hour,
+		WebhookAllowInsecure: true, WebhookRetries: []time.Duration{time.Second, 2 * time.Second, time.Minute},
+		WebhookTimeout: 2 * time.Second, WebhookDisableAfter: time.Hour,
 	}
-	if c != want {
+	if !reflect.DeepEqual(c, want) {
 		t.Errorf("config = %+v, want %+v", c, want)
 	}
 }
 
 func TestLoadConfigErrors(t *testing.T) {
 	for name, value := range map[string]string{
-		"HUSTACK_WORKER":              "maybe",
-		"HUSTACK_MCP":                 "2",
-		"HUSTACK_RATE_LIMIT":          "fast",
-		"HUSTACK_USAGE_RETENTION":     "forever",
-		"HUSTACK_LOG_LEVEL":           "loud",
-		"HUSTACK_LOG_FORMAT":          "xml",
-		"HUSTACK_RATE_LIMIT_MODE":     "approximate",
-		"HUSTACK_TOMBSTONE_RETENTION": "a month",
-		"HUSTACK_IDEMPOTENCY_TTL":     "30s", // shorter than a request and its retries
+		"HUSTACK_WORKER":                 "maybe",
+		"HUSTACK_MCP":                    "2",
+		"HUSTACK_RATE_LIMIT":             "fast",
+		"HUSTACK_USAGE_RETENTION":        "forever",
+		"HUSTACK_LOG_LEVEL":              "loud",
+		"HUSTACK_LOG_FORMAT":             "xml",
+		"HUSTACK_RATE_LIMIT_MODE":        "approximate",
+		"HUSTACK_TOMBSTONE_RETENTION":    "a month",
+		"HUSTACK_IDEMPOTENCY_TTL":        "30s", // shorter than a request and its retries
+		"HUSTACK_WEBHOOK_ALLOW_INSECURE": "sometimes",
+		"HUSTACK_WEBHOOK_RETRY_SCHEDULE": "1s,,2s",
+		"HUSTACK_WEBHOOK_TIMEOUT":        "2h",
+		"HUSTACK_WEBHOOK_DISABLE_AFTER":  "-1h",
 	} {
 		_, err := loadConfig(testEnv{name: value}.getenv)
 		if err == nil || !strings.Contains(err.Error(), name) || !strings.Contains(err.Error(), value) {

@@ -45,7 +45,8 @@ func openService(ctx context.Context, cfg Config, opts ...store.Option) (*store.
 		}
 		b = db
 	}
-	opts = append([]store.Option{store.WithIdempotencyTTL(cfg.IdempotencyTTL)}, opts...)
+	opts = append([]store.Option{store.WithIdempotencyTTL(cfg.IdempotencyTTL),
+		store.WithTargetPolicy(store.TargetPolicy{AllowInsecure: cfg.WebhookAllowInsecure})}, opts...)
 	return store.NewService(b, opts...), nil
 }
 
