@@ -105,8 +105,8 @@ type Webhook struct {
 	Enabled     bool     `json:"enabled"`
 	// Status is derived (see the Webhook* constants); set by Service on read.
 	Status string `json:"status"`
-	// DisabledReason says why the worker disabled the subscription ("" when
-	// it is enabled or a client disabled it).
+	// DisabledReason says why the subscription is disabled: DisabledByClient,
+	// or why the worker gave up on it ("" while it is enabled).
 	DisabledReason string `json:"disabled_reason"`
 	// FailingSince is when the deliveries started to fail without a success
 	// since; nil when the last delivery succeeded.

@@ -202,8 +202,11 @@ func (sc *Scoped) CreateWebhook(ctx context.Context, in WebhookInput) (*Webhook,
 
 // UpdateWebhook changes a subscription's url, events, description or
 // enabled flag. New events are checked against the caller's scopes, which
-// then become the subscription's. Enabling a subscription clears the
-// reason it was disabled and its failure streak.
+// then become the subscription's. A new url is refused unless the caller
+// has every scope the subscription receives events with (after the
+// change), so that a key cannot redirect events it could not read.
+// Enabling a subscription clears the reason it was disabled and its
+// failure streak.
 func (sc *Scoped) UpdateWebhook(ctx context.Context, id string, in WebhookPatch) (*Webhook, error) {
 	if err := sc.authorize(operationFor(ActionUpdateWebhook, nil)); err != nil {
 		return nil, err
@@ -212,6 +215,7 @@ func (sc *Scoped) UpdateWebhook(ctx context.Context, id string, in WebhookPatch)
 	if err != nil {
 		return nil, err
 	}
+	oldURL := w.URL
 	if in.URL != nil {
 		u, err := sc.s.targets.CheckURL(ctx, *in.URL)
 		if err != nil {
@@ -226,6 +230,14 @@ func (sc *Scoped) UpdateWebhook(ctx context.Context, id string, in WebhookPatch)
 			return nil, err
 		}
 		w.Events, w.Scopes = events, scopes
+	}
+	if w.URL != oldURL {
+		for _, s := range w.Scopes {
+			if !sc.p.Has(s) {
+				return nil, FieldError("url", "this subscription receives events that need the scope %s, which the calling key "+
+					"does not have, so it cannot send them elsewhere; set events as well, to those of this key's scopes.", s)
+			}
+		}
 	}
 	if in.Description != nil {
 		if err := checkDescription(*in.Description); err != nil {

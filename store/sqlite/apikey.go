@@ -14,15 +14,44 @@ import (
 
 const keyColumns = `id, workspace_id, name, prefix, hash, scopes, rate_limit, created_at, expires_at, revoked_at, last_used_at, record_filter`
 
+// CreateAPIKey stores the key and its api_key.created event in one
+// transaction.
 func (db *DB) CreateAPIKey(ctx context.Context, k *store.APIKey) error {
 	filter, err := encodeFilter(k.Filter)
 	if err != nil {
 		return err
 	}
-	_, err = db.stmt.createKey.ExecContext(ctx,
-		k.ID, k.WorkspaceID, k.Name, k.Prefix, k.Hash, joinScopes(k.Scopes), k.RateLimit.String(),
-		ms(k.CreatedAt), nullMS(k.ExpiresAt), nullMS(k.RevokedAt), nullMS(k.LastUsedAt), filter)
+	ev, err := store.NewKeyEvent(k, store.KindCreated, k.CreatedAt)
+	if err != nil {
+		return fmt.Errorf("sqlite: create API key: %w", err)
+	}
+	err = db.inTx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.StmtContext(ctx, db.stmt.createKey).ExecContext(ctx,
+			k.ID, k.WorkspaceID, k.Name, k.Prefix, k.Hash, joinScopes(k.Scopes), k.RateLimit.String(),
+			ms(k.CreatedAt), nullMS(k.ExpiresAt), nullMS(k.RevokedAt), nullMS(k.LastUsedAt), filter)
+		if err != nil {
+			return err
+		}
+		return db.insertEvent(ctx, tx, ev)
+	})
 	return translate(err, "create API key", "API key")
+}
+
+// returnedKey reads the key an UPDATE ... RETURNING changed, or nil when it
+// changed none, and closes the rows.
+func returnedKey(rows *sql.Rows, err error) (*store.APIKey, error) {
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	if !rows.Next() {
+		return nil, rows.Err()
+	}
+	k, err := scanKey(rows)
+	if err != nil {
+		return nil, err
+	}
+	return k, rows.Close()
 }
 
 func (db *DB) FindAPIKeyByID(ctx context.Context, workspaceID, id string) (*store.APIKey, error) {
@@ -69,14 +98,20 @@ func (db *DB) FindAPIKeys(ctx context.Context, workspaceID string) ([]*store.API
 	return out, translate(rows.Err(), "find API keys", "API key")
 }
 
+// RevokeAPIKey revokes the key and stores its api_key.revoked event, made
+// from the key as the UPDATE returns it, in one transaction.
 func (db *DB) RevokeAPIKey(ctx context.Context, workspaceID, id string, at time.Time) error {
 	err := db.inTx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.StmtContext(ctx, db.stmt.revokeKey).ExecContext(ctx, ms(at), workspaceID, id)
+		k, err := returnedKey(tx.StmtContext(ctx, db.stmt.revokeKey).QueryContext(ctx, ms(at), workspaceID, id))
 		if err != nil {
 			return err
 		}
-		if n, err := res.RowsAffected(); err != nil || n > 0 {
-			return err
+		if k != nil {
+			ev, err := store.NewKeyEvent(k, store.KindRevoked, at)
+			if err != nil {
+				return err
+			}
+			return db.insertEvent(ctx, tx, ev)
 		}
 		// Nothing changed: either the key is already revoked or it is not
 		// in this workspace.

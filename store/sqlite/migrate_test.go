@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -106,8 +107,8 @@ func TestMigrateFromV1(t *testing.T) {
 	defer raw.Close()
 	var version int
 	must(t, raw.QueryRow("PRAGMA user_version").Scan(&version))
-	if version != 3 {
-		t.Errorf("user_version after the upgrade = %d, want 3", version)
+	if version != 4 {
+		t.Errorf("user_version after the upgrade = %d, want 4", version)
 	}
 	checkIndexes(t, raw)
 
@@ -246,8 +247,8 @@ func TestMigrateFromV2(t *testing.T) {
 	defer raw.Close()
 	var version int
 	must(t, raw.QueryRow("PRAGMA user_version").Scan(&version))
-	if version != 3 {
-		t.Errorf("user_version after the upgrade = %d, want 3", version)
+	if version != 4 {
+		t.Errorf("user_version after the upgrade = %d, want 4", version)
 	}
 
 	// Old rows read as a key without a filter in a workspace without a policy.
@@ -296,5 +297,129 @@ func TestMigrateFromV2(t *testing.T) {
 	p, err := store.NewService(db2, store.WithClock(clock)).Authenticate(ctx, key)
 	if err != nil || p.KeyID != keyID || len(p.Filter) != 0 {
 		t.Errorf("authenticating the old key: %+v, %v", p, err)
+	}
+}
+
+// schemaV3 is what schema version 3 added to version 2.
+var schemaV3 = []string{
+	`ALTER TABLE api_keys ADD COLUMN record_filter TEXT`,
+	`ALTER TABLE workspaces ADD COLUMN policy_max_lifetime_days INTEGER NOT NULL DEFAULT 0`,
+	`ALTER TABLE workspaces ADD COLUMN policy_require_expiry INTEGER NOT NULL DEFAULT 0`,
+	`ALTER TABLE workspaces ADD COLUMN policy_disable_unused_days INTEGER NOT NULL DEFAULT 0`,
+	`PRAGMA user_version = 3`,
+}
+
+// TestMigrateFromV3 upgrades a file of schema version 3, which has no
+// webhooks, outbox or deliveries: the old keys and records take part in
+// all of them.
+func TestMigrateFromV3(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "v3.db")
+	createV1(t, path)
+	raw, err := sql.Open("sqlite", path)
+	must(t, err)
+	for _, s := range append(slices.Clone(schemaV2), schemaV3...) {
+		if _, err := raw.Exec(s); err != nil {
+			t.Fatalf("%s: %v", s, err)
+		}
+	}
+	ws := store.NewID()
+	admin := store.GenerateKey()
+	adminID, vendorID, leadID := store.NewID(), store.NewID(), store.NewID()
+	soon := t0.Add(3 * 24 * time.Hour)
+	for _, s := range []struct {
+		q    string
+		args []any
+	}{
+		{`INSERT INTO workspaces VALUES (?, 'Version 3', ?, 0, 0, 0)`, []any{ws, t0.UnixMilli()}},
+		{`INSERT INTO api_keys VALUES (?, ?, 'v3 admin', ?, ?, ?, '600/m', ?, NULL, NULL, NULL, NULL)`,
+			[]any{adminID, ws, admin[:len(store.KeyPrefix)+6], store.HashKey(admin), "admin:keys,read:leads,write:leads,read:webhooks,write:webhooks",
+				t0.UnixMilli()}},
+		{`INSERT INTO api_keys VALUES (?, ?, 'v3 vendor', 'hs_live_vvvvvv', ?, 'read:leads', '600/m', ?, ?, NULL, NULL, '{"source":"Vendor XYZ"}')`,
+			[]any{vendorID, ws, store.HashKey(store.GenerateKey()), t0.UnixMilli(), soon.UnixMilli()}},
+		{`INSERT INTO leads VALUES (?, ?, 'Old lead', NULL, NULL, 'New', 'Vendor XYZ', ?, ?, 'api', ?)`,
+			[]any{leadID, ws, t0.UnixMilli(), t0.UnixMilli(), adminID}},
+	} {
+		if _, err := raw.Exec(s.q, s.args...); err != nil {
+			t.Fatalf("%s: %v", s.q, err)
+		}
+	}
+	must(t, raw.Close())
+
+	db := openPath(t, path)
+	defer db.Close()
+	raw, err = sql.Open("sqlite", path)
+	must(t, err)
+	defer raw.Close()
+	var version int
+	must(t, raw.QueryRow("PRAGMA user_version").Scan(&version))
+	if version != 4 {
+		t.Errorf("user_version after the upgrade = %d, want 4", version)
+	}
+	checkIndexes(t, raw)
+	var announced sql.NullInt64
+	must(t, raw.QueryRow("SELECT expiring_announced_at FROM api_keys WHERE id = ?", vendorID).Scan(&announced))
+	if announced.Valid {
+		t.Errorf("an old key reads as announced at %d", announced.Int64)
+	}
+
+	clock := t0.Add(time.Hour)
+	svc := store.NewService(db, store.WithClock(func() time.Time { return clock }),
+		store.WithTargetPolicy(store.TargetPolicy{AllowInsecure: true}))
+	p, err := svc.Authenticate(ctx, admin)
+	must(t, err)
+	sc := svc.Scoped(p)
+	w, _, err := sc.CreateWebhook(ctx, store.WebhookInput{URL: "http://127.0.0.1:9/hook", Events: []string{"lead.*", "api_key.*"}})
+	must(t, err)
+
+	// The old lead and the old vendor key announce their changes.
+	_, err = sc.UpdateRecord(ctx, store.Leads, leadID, map[string]any{"status": "Qualified"})
+	must(t, err)
+	clock = clock.Add(time.Second)
+	n, err := svc.AnnounceExpiringKeys(ctx)
+	must(t, err)
+	if n != 1 {
+		t.Errorf("AnnounceExpiringKeys announced %d old keys, want 1", n)
+	}
+	clock = clock.Add(time.Second)
+	must(t, sc.DeleteRecord(ctx, store.Leads, leadID))
+	evs, err := svc.ClaimEvents(ctx, 10)
+	must(t, err)
+	var types []string
+	for _, ev := range evs {
+		types = append(types, ev.Type)
+	}
+	if want := []string{"lead.updated", "api_key.expiring", "lead.deleted"}; !slices.Equal(types, want) {
+		t.Fatalf("events after the upgrade = %q, want %q", types, want)
+	}
+	if !strings.Contains(string(evs[2].Data), `"source":"Vendor XYZ"`) || !strings.Contains(string(evs[2].Data), `"deleted":true`) {
+		t.Errorf("the old lead's deleted event = %s", evs[2].Data)
+	}
+	ds, err := svc.FanOut(ctx, evs)
+	must(t, err)
+	must(t, svc.AckEvents(ctx, []string{evs[0].ID, evs[1].ID, evs[2].ID}))
+	if len(ds) != 3 {
+		t.Errorf("FanOut stored %d deliveries, want 3", len(ds))
+	}
+
+	// Opening the upgraded file again keeps all of it.
+	must(t, db.Close())
+	db2 := openPath(t, path)
+	defer db2.Close()
+	got, err := db2.FindWebhookByID(ctx, ws, w.ID)
+	must(t, err)
+	if got.URL != w.URL || got.Secret != w.Secret || !slices.Equal(got.Events, w.Events) {
+		t.Errorf("webhook after reopening = %+v", got)
+	}
+	log, err := db2.FindDeliveries(ctx, ws, w.ID, store.DeliveryQuery{Limit: 10})
+	must(t, err)
+	if len(log) != 3 {
+		t.Errorf("%d deliveries after reopening, want 3", len(log))
+	}
+	if ok, err := db2.MarkAPIKeyExpiring(ctx, ws, vendorID, clock); err != nil || ok {
+		t.Errorf("MarkAPIKeyExpiring of the announced key after reopening = %v, %v; want false", ok, err)
+	}
+	if evs, err := db2.ClaimEvents(ctx, clock, clock, 10); err != nil || len(evs) != 0 {
+		t.Errorf("the outbox after reopening holds %d events (%v), want none", len(evs), err)
 	}
 }

@@ -74,8 +74,11 @@ func (t *table) updateSQL() string {
 		t.name, set.String())
 }
 
+// deleteSQL turns a live record into a tombstone and returns the tombstone,
+// for its deleted event.
 func (t *table) deleteSQL() string {
-	return fmt.Sprintf("UPDATE %s SET deleted_at = ?, updated_at = ? WHERE workspace_id = ? AND id = ? AND deleted_at IS NULL", t.name)
+	return fmt.Sprintf("UPDATE %s SET deleted_at = ?, updated_at = ? WHERE workspace_id = ? AND id = ? AND deleted_at IS NULL RETURNING %s",
+		t.name, t.selects)
 }
 
 func (t *table) liveSQL() string {
@@ -107,6 +110,9 @@ func (t *table) fieldArgs(rec *store.Record, args []any) ([]any, error) {
 	return args, nil
 }
 
+// InsertRecord stores the record and its created event in one
+// transaction. The event is made before the transaction starts, so that
+// the writer holds the lock only for the two INSERTs.
 func (db *DB) InsertRecord(ctx context.Context, rec *store.Record) error {
 	t, err := db.table(rec.Resource)
 	if err != nil {
@@ -118,7 +124,16 @@ func (db *DB) InsertRecord(ctx context.Context, rec *store.Record) error {
 		return fmt.Errorf("sqlite: insert %s: %w", t.r.Singular, err)
 	}
 	args = append(args, ms(rec.CreatedAt), ms(rec.UpdatedAt), rec.CreatedVia, rec.APIKeyID, nullMS(rec.DeletedAt))
-	_, err = t.insert.ExecContext(ctx, args...)
+	ev, err := store.NewRecordEvent(rec, store.KindCreated)
+	if err != nil {
+		return fmt.Errorf("sqlite: insert %s: %w", t.r.Singular, err)
+	}
+	err = db.inTx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.StmtContext(ctx, t.insert).ExecContext(ctx, args...); err != nil {
+			return err
+		}
+		return db.insertEvent(ctx, tx, ev)
+	})
 	return translate(err, "insert "+t.r.Singular, t.what)
 }
 
@@ -173,8 +188,10 @@ func (t *table) findOne(ctx context.Context, stmt *sql.Stmt, workspaceID, key st
 	return recs[0], nil
 }
 
-// UpdateRecord is one conditional UPDATE; when it changes nothing, a second
-// look tells a record changed meanwhile (stale) from one that is not there.
+// UpdateRecord is one conditional UPDATE and, when it changed the record,
+// the INSERT of its updated event, in one transaction; when it changes
+// nothing, a second look tells a record changed meanwhile (stale) from one
+// that is not there.
 func (db *DB) UpdateRecord(ctx context.Context, rec *store.Record, prevUpdatedAt time.Time) error {
 	t, err := db.table(rec.Resource)
 	if err != nil {
@@ -185,30 +202,67 @@ func (db *DB) UpdateRecord(ctx context.Context, rec *store.Record, prevUpdatedAt
 		return fmt.Errorf("sqlite: update %s: %w", t.r.Singular, err)
 	}
 	args = append(args, ms(rec.UpdatedAt), rec.WorkspaceID, rec.ID, ms(prevUpdatedAt))
-	res, err := t.update.ExecContext(ctx, args...)
+	ev, err := store.NewRecordEvent(rec, store.KindUpdated)
 	if err != nil {
-		return translate(err, "update "+t.r.Singular, t.what)
+		return fmt.Errorf("sqlite: update %s: %w", t.r.Singular, err)
 	}
-	if n, err := res.RowsAffected(); err != nil || n == 1 {
-		return translate(err, "update "+t.r.Singular, t.what)
+	err = db.inTx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.StmtContext(ctx, t.update).ExecContext(ctx, args...)
+		if err != nil {
+			return err
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return err
+		}
+		if n == 1 {
+			return db.insertEvent(ctx, tx, ev)
+		}
+		var one int
+		err = tx.StmtContext(ctx, t.live).QueryRowContext(ctx, rec.WorkspaceID, rec.ID).Scan(&one)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			return notFound(t.what)
+		case err != nil:
+			return err
+		}
+		return store.ErrStale
+	})
+	if errors.Is(err, store.ErrStale) || store.ErrorCode(err) == store.ENOTFOUND {
+		return err
 	}
-	var one int
-	err = t.live.QueryRowContext(ctx, rec.WorkspaceID, rec.ID).Scan(&one)
-	switch {
-	case errors.Is(err, sql.ErrNoRows):
-		return notFound(t.what)
-	case err != nil:
-		return translate(err, "update "+t.r.Singular, t.what)
-	}
-	return store.ErrStale
+	return translate(err, "update "+t.r.Singular, t.what)
 }
 
+// DeleteRecord makes the tombstone and stores its deleted event, made from
+// the tombstone as the UPDATE returns it, in one transaction.
 func (db *DB) DeleteRecord(ctx context.Context, r *store.Resource, workspaceID, id string, at time.Time) error {
 	t, err := db.table(r)
 	if err != nil {
 		return err
 	}
-	return execOne(ctx, t.del, "delete "+r.Singular, t.what, ms(at), ms(at), workspaceID, id)
+	err = db.inTx(ctx, func(tx *sql.Tx) error {
+		rows, err := tx.StmtContext(ctx, t.del).QueryContext(ctx, ms(at), ms(at), workspaceID, id)
+		if err != nil {
+			return err
+		}
+		recs, err := t.scan(rows, workspaceID, 1)
+		if err != nil {
+			return err
+		}
+		if len(recs) == 0 {
+			return notFound(t.what)
+		}
+		ev, err := store.NewRecordEvent(recs[0], store.KindDeleted)
+		if err != nil {
+			return err
+		}
+		return db.insertEvent(ctx, tx, ev)
+	})
+	if store.ErrorCode(err) == store.ENOTFOUND {
+		return err
+	}
+	return translate(err, "delete "+r.Singular, t.what)
 }
 
 // PurgeTombstones deletes in chunks, table by table, so that other writers

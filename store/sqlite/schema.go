@@ -87,6 +87,73 @@ var migrations = [][]string{
 		`ALTER TABLE workspaces ADD COLUMN policy_require_expiry INTEGER NOT NULL DEFAULT 0`,
 		`ALTER TABLE workspaces ADD COLUMN policy_disable_unused_days INTEGER NOT NULL DEFAULT 0`,
 	},
+	{
+		// Webhook subscriptions. events is a JSON array of patterns, scopes
+		// a comma-separated list as on api_keys, filter a JSON object (NULL
+		// for none), enabled 0 or 1.
+		`CREATE TABLE webhooks (
+			workspace_id    TEXT NOT NULL,
+			id              TEXT NOT NULL,
+			url             TEXT NOT NULL,
+			events          TEXT NOT NULL,
+			description     TEXT NOT NULL,
+			enabled         INTEGER NOT NULL,
+			disabled_reason TEXT NOT NULL,
+			failing_since   INTEGER,
+			expires_at      INTEGER,
+			scopes          TEXT NOT NULL,
+			filter          TEXT,
+			api_key_id      TEXT NOT NULL,
+			secret          TEXT NOT NULL,
+			created_at      INTEGER NOT NULL,
+			updated_at      INTEGER NOT NULL,
+			PRIMARY KEY (workspace_id, id)
+		) STRICT`,
+		`CREATE INDEX webhooks_workspace_created ON webhooks (workspace_id, created_at, id)`,
+
+		// The outbox: events stored with the writes that made them, until a
+		// relay has handed them on. claimed_at is NULL until a relay claims
+		// the event. The claim walks the index in age order and reads
+		// claimed_at from it: it skips only the events claimed and not yet
+		// handed on, which are few.
+		`CREATE TABLE outbox (
+			id           TEXT PRIMARY KEY,
+			workspace_id TEXT NOT NULL,
+			type         TEXT NOT NULL,
+			created_at   INTEGER NOT NULL,
+			data         BLOB NOT NULL,
+			claimed_at   INTEGER
+		) STRICT`,
+		`CREATE INDEX outbox_claim ON outbox (created_at, id, claimed_at)`,
+
+		// Deliveries: one event sent to one subscription. history is a JSON
+		// array of attempts; next_attempt_at is NULL once finished.
+		`CREATE TABLE deliveries (
+			workspace_id    TEXT NOT NULL,
+			id              TEXT NOT NULL,
+			webhook_id      TEXT NOT NULL,
+			event_id        TEXT NOT NULL,
+			event_type      TEXT NOT NULL,
+			payload         BLOB NOT NULL,
+			status          TEXT NOT NULL,
+			attempts        INTEGER NOT NULL,
+			history         TEXT NOT NULL,
+			next_attempt_at INTEGER,
+			replay_of       TEXT NOT NULL,
+			created_at      INTEGER NOT NULL,
+			updated_at      INTEGER NOT NULL,
+			PRIMARY KEY (workspace_id, id)
+		) STRICT`,
+		// A subscription's log, newest first, and deleting a subscription's deliveries.
+		`CREATE INDEX deliveries_webhook ON deliveries (workspace_id, webhook_id, created_at DESC, id DESC)`,
+		// The worker's sweep of due deliveries, across workspaces.
+		`CREATE INDEX deliveries_due ON deliveries (next_attempt_at, id) WHERE status = 'pending'`,
+		// Retention of finished deliveries, across workspaces.
+		`CREATE INDEX deliveries_finished ON deliveries (created_at) WHERE status <> 'pending'`,
+
+		// When a key's coming expiry was announced (api_key.expiring), once.
+		`ALTER TABLE api_keys ADD COLUMN expiring_announced_at INTEGER`,
+	},
 }
 
 // recordColumns are the columns every resource table has besides its

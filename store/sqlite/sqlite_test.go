@@ -111,8 +111,8 @@ func TestSchema(t *testing.T) {
 	if mode != "wal" {
 		t.Errorf("journal_mode = %q, want wal", mode)
 	}
-	if version != 3 {
-		t.Errorf("user_version = %d, want the schema version 3", version)
+	if version != 4 {
+		t.Errorf("user_version = %d, want the schema version 4", version)
 	}
 
 	// Every resource has a table with a typed column per field.
@@ -147,7 +147,9 @@ func TestSchema(t *testing.T) {
 
 // checkIndexes checks that every resource table has the indexes of its sorts
 // and filters, and that workspace_id leads every index of tenant data
-// except the partial ones that serve retention across workspaces.
+// except the partial ones that serve retention across workspaces and the
+// two that the workers' sweeps walk across workspaces (the outbox claim and
+// the due deliveries).
 func checkIndexes(t *testing.T, raw *sql.DB) {
 	t.Helper()
 	rows, err := raw.Query(`SELECT m.tbl_name, m.name, m.sql, group_concat(ii.name || ':' || ii.desc, ',') FROM sqlite_schema m,
@@ -162,9 +164,10 @@ func checkIndexes(t *testing.T, raw *sql.DB) {
 		var ix index
 		must(t, rows.Scan(&ix.table, &name, &ix.sql, &ix.cols))
 		indexes[name] = ix
-		retention := strings.HasSuffix(name, "_tombstones") || name == "idempotency_keys_expiry"
+		retention := strings.HasSuffix(name, "_tombstones") || name == "idempotency_keys_expiry" || name == "deliveries_finished"
+		sweep := name == "outbox_claim" || name == "deliveries_due"
 		switch {
-		case ix.table == "workspaces", name == "api_keys_hash", retention:
+		case ix.table == "workspaces", name == "api_keys_hash", retention, sweep:
 		case !strings.HasPrefix(ix.cols, "workspace_id:0"):
 			t.Errorf("index %s on %s is on %s, want workspace_id first", name, ix.table, ix.cols)
 		}
@@ -199,6 +202,18 @@ func checkIndexes(t *testing.T, raw *sql.DB) {
 	}
 	if ix := indexes["idempotency_keys_expiry"]; ix.cols != "expires_at:0" {
 		t.Errorf("idempotency_keys_expiry = %+v", ix)
+	}
+	for name, want := range map[string]struct{ table, cols, where string }{
+		"webhooks_workspace_created": {"webhooks", "workspace_id:0,created_at:0,id:0", ""},
+		"outbox_claim":               {"outbox", "created_at:0,id:0,claimed_at:0", ""},
+		"deliveries_webhook":         {"deliveries", "workspace_id:0,webhook_id:0,created_at:1,id:1", ""},
+		"deliveries_due":             {"deliveries", "next_attempt_at:0,id:0", "WHERE status = 'pending'"},
+		"deliveries_finished":        {"deliveries", "created_at:0", "WHERE status <> 'pending'"},
+	} {
+		ix, ok := indexes[name]
+		if !ok || ix.table != want.table || ix.cols != want.cols || !strings.Contains(ix.sql, want.where) {
+			t.Errorf("index %s = %+v, want on %s (%s) %s", name, ix, want.table, want.cols, want.where)
+		}
 	}
 }
 

@@ -35,6 +35,29 @@ type statements struct {
 	completeIdem *sql.Stmt
 	deleteIdem   *sql.Stmt
 	expireIdem   *sql.Stmt
+
+	markExpiring *sql.Stmt
+
+	createWebhook   *sql.Stmt
+	findWebhook     *sql.Stmt
+	findWebhooks    *sql.Stmt
+	updateWebhook   *sql.Stmt
+	deleteWebhook   *sql.Stmt
+	deleteHookLog   *sql.Stmt
+	setFailing      *sql.Stmt
+	clearFailing    *sql.Stmt
+	disableWebhook  *sql.Stmt
+	insertEvent     *sql.Stmt
+	claimEvents     *sql.Stmt
+	deleteEvents    *sql.Stmt
+	insertDelivery  *sql.Stmt
+	findDelivery    *sql.Stmt
+	findDeliveries  *sql.Stmt
+	findByStatus    *sql.Stmt
+	updateDelivery  *sql.Stmt
+	deliveryExists  *sql.Stmt
+	dueDeliveries   *sql.Stmt
+	expireDelivered *sql.Stmt
 }
 
 type preparer struct {
@@ -70,8 +93,10 @@ func (db *DB) prepare(ctx context.Context) error {
 		findWsKey:     r(`SELECT ` + keyColumns + ` FROM api_keys WHERE workspace_id = ? AND id = ?`),
 		findKeys:      r(`SELECT ` + keyColumns + ` FROM api_keys WHERE workspace_id = ? ORDER BY created_at, id`),
 		setKeyExpiry:  w(`UPDATE api_keys SET expires_at = ? WHERE workspace_id = ? AND id = ?`),
-		revokeKey:     w(`UPDATE api_keys SET revoked_at = ? WHERE workspace_id = ? AND id = ? AND revoked_at IS NULL`),
-		keyExists:     w(`SELECT 1 FROM api_keys WHERE workspace_id = ? AND id = ?`),
+		// Returning the key as revoked, for its api_key.revoked event.
+		revokeKey: w(`UPDATE api_keys SET revoked_at = ? WHERE workspace_id = ? AND id = ? AND revoked_at IS NULL
+			RETURNING ` + keyColumns),
+		keyExists: w(`SELECT 1 FROM api_keys WHERE workspace_id = ? AND id = ?`),
 		// The condition keeps last_used_at from ever moving back, whatever
 		// order batches arrive in.
 		touchKey: w(`UPDATE api_keys SET last_used_at = ? WHERE id = ? AND (last_used_at IS NULL OR last_used_at < ?)`),
@@ -91,7 +116,11 @@ func (db *DB) prepare(ctx context.Context) error {
 		deleteIdem:   w(`DELETE FROM idempotency_keys WHERE workspace_id = ? AND key = ? AND created_at = ?`),
 		expireIdem: w(`DELETE FROM idempotency_keys WHERE rowid IN (
 			SELECT rowid FROM idempotency_keys WHERE expires_at < ? LIMIT ?)`),
+
+		markExpiring: w(`UPDATE api_keys SET expiring_announced_at = ?
+			WHERE workspace_id = ? AND id = ? AND expiring_announced_at IS NULL RETURNING ` + keyColumns),
 	}
+	db.prepareWebhooks(w, r)
 	if p.err != nil {
 		return p.err
 	}

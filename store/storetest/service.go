@@ -148,6 +148,9 @@ func call(t *testing.T, sc *store.Scoped, op store.Operation, existingID string,
 	case store.ActionUpdatePolicy:
 		_, err = sc.UpdateKeyPolicy(ctx, store.KeyPolicy{})
 	default:
+		if isWebhookAction(op.Action) {
+			return callWebhook(t, sc, op, fresh)
+		}
 		t.Fatalf("operation %s: the suite does not know how to call action %q; add it to storetest", op.Name, op.Action)
 	}
 	return err
@@ -336,7 +339,7 @@ func (s *suite) service(t *testing.T) {
 	})
 
 	s.test(t, "ScopeChecks", func(t *testing.T, b store.Backend) {
-		e := newEnv(t, b)
+		e := newEnv(t, b, insecure)
 		full := e.all(t, e.wa)
 		existing := map[*store.Resource]string{}
 		for i, r := range store.Resources {
@@ -347,6 +350,9 @@ func (s *suite) service(t *testing.T) {
 		for _, op := range store.Operations {
 			id := existing[op.Resource]
 			fresh := func() string {
+				if isWebhookAction(op.Action) {
+					return webhookTarget(t, e, full, op.Action)
+				}
 				if op.Resource == nil {
 					k, _, err := e.svc.CreateAPIKey(t.Context(), store.KeyInput{WorkspaceID: e.wa.ID, Name: "target",
 						Scopes: []store.Scope{store.ScopeAdminKeys}})

@@ -59,6 +59,7 @@ func Run(t *testing.T, open Open, opts ...Option) {
 	t.Run("Service", s.service)
 	t.Run("KeyAdmin", s.keyAdmin)
 	t.Run("VendorKeys", s.vendorKeys)
+	t.Run("Webhooks", s.webhooks)
 
 	if f := flag.Lookup("test.run"); f != nil && f.Value.String() != "" {
 		return // a filtered run need not reach every skipped subtest
