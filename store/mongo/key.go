@@ -2,6 +2,7 @@ package mongo
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -27,6 +28,16 @@ type apiKeyDoc struct {
 	// Filter is a vendor key's record filter; absent for other keys and in
 	// documents stored before filters existed.
 	Filter map[string]string `bson:"filter,omitempty"`
+	// ExpiringAnnouncedAt is when the key's api_key.expiring event was
+	// stored; absent until then.
+	ExpiringAnnouncedAt *time.Time `bson:"expiring_announced_at,omitempty"`
+}
+
+// apiKeyInsert is a new key's document: the key and its created event.
+type apiKeyInsert struct {
+	Key     apiKeyDoc     `bson:",inline"`
+	Outbox  []outboxEntry `bson:"_outbox"`
+	Pending bool          `bson:"_outbox_pending"`
 }
 
 type rateLimitDoc struct {
@@ -82,18 +93,33 @@ func (doc apiKeyDoc) apiKey() *store.APIKey {
 
 func (d *DB) keys() *mongo.Collection { return d.db.Collection(apiKeysColl) }
 
-// CreateAPIKey stores a new key; a key with the same id or hash is a conflict.
+// CreateAPIKey stores a new key with its created event; a key with the same
+// id or hash is a conflict.
 func (d *DB) CreateAPIKey(ctx context.Context, k *store.APIKey) error {
-	_, err := d.keys().InsertOne(ctx, newAPIKeyDoc(k))
+	doc := newAPIKeyDoc(k)
+	stored := doc.apiKey()
+	ev, err := store.NewKeyEvent(stored, store.KindCreated, stored.CreatedAt)
+	if err != nil {
+		return err
+	}
+	_, err = d.keys().InsertOne(ctx, apiKeyInsert{Key: doc, Outbox: []outboxEntry{newOutboxEntry(ev)}, Pending: true})
 	return translate(err, "insert API key", "API key")
 }
 
 func (d *DB) findKey(ctx context.Context, filter bson.D) (*store.APIKey, error) {
-	var doc apiKeyDoc
-	if err := d.keys().FindOne(ctx, filter).Decode(&doc); err != nil {
-		return nil, translate(err, "find API key", "API key")
+	doc, err := d.findKeyDoc(ctx, filter)
+	if err != nil {
+		return nil, err
 	}
 	return doc.apiKey(), nil
+}
+
+func (d *DB) findKeyDoc(ctx context.Context, filter bson.D) (*apiKeyDoc, error) {
+	var doc apiKeyDoc
+	if err := d.keys().FindOne(ctx, filter, options.FindOne().SetProjection(withoutOutbox)).Decode(&doc); err != nil {
+		return nil, translate(err, "find API key", "API key")
+	}
+	return &doc, nil
 }
 
 // FindAPIKeyByHashUnscoped finds a key by hash in any workspace.
@@ -123,7 +149,7 @@ func (d *DB) SetAPIKeyExpiry(ctx context.Context, workspaceID, id string, expire
 func (d *DB) FindAPIKeys(ctx context.Context, workspaceID string) ([]*store.APIKey, error) {
 	filter := bson.D{{Key: "workspace_id", Value: workspaceID}}
 	sort := bson.D{{Key: "created_at", Value: 1}, {Key: "_id", Value: 1}}
-	cur, err := d.keys().Find(ctx, filter, options.Find().SetSort(sort))
+	cur, err := d.keys().Find(ctx, filter, options.Find().SetSort(sort).SetProjection(withoutOutbox))
 	if err != nil {
 		return nil, translate(err, "find API keys", "API key")
 	}
@@ -138,31 +164,87 @@ func (d *DB) FindAPIKeys(ctx context.Context, workspaceID string) ([]*store.APIK
 	return out, nil
 }
 
-// RevokeAPIKey sets revoked_at unless the key is already revoked. A key that
-// does not exist in the workspace is not_found.
+// RevokeAPIKey sets revoked_at, with the revoked event, unless the key is
+// already revoked. A key that does not exist in the workspace is not_found.
 func (d *DB) RevokeAPIKey(ctx context.Context, workspaceID, id string, at time.Time) error {
-	filter := bson.D{
-		{Key: "_id", Value: id},
-		{Key: "workspace_id", Value: workspaceID},
-		{Key: "revoked_at", Value: bson.D{{Key: "$exists", Value: false}}},
+	_, err := d.keyEvent(ctx, workspaceID, id, store.KindRevoked, at, func(doc *apiKeyDoc, at time.Time) bson.D {
+		if doc.RevokedAt != nil {
+			return nil
+		}
+		doc.RevokedAt = &at
+		return bson.D{{Key: "revoked_at", Value: at}}
+	})
+	return err
+}
+
+// MarkAPIKeyExpiring stores the key's expiring event, once: it reports
+// false when the key's expiry was already announced or there is no such key.
+func (d *DB) MarkAPIKeyExpiring(ctx context.Context, workspaceID, id string, at time.Time) (bool, error) {
+	ok, err := d.keyEvent(ctx, workspaceID, id, store.KindExpiring, at, func(doc *apiKeyDoc, at time.Time) bson.D {
+		if doc.ExpiringAnnouncedAt != nil {
+			return nil
+		}
+		return bson.D{{Key: "expiring_announced_at", Value: at}}
+	})
+	if store.ErrorCode(err) == store.ENOTFOUND {
+		return false, nil
 	}
-	update := bson.D{{Key: "$set", Value: bson.D{{Key: "revoked_at", Value: at}}}}
-	res, err := d.keys().UpdateOne(ctx, filter, update)
-	if err != nil {
-		return translate(err, "revoke API key", "API key")
+	return ok, err
+}
+
+// keyWriteAttempts bounds how often keyEvent reads a key again because it
+// changed between its read and its update.
+const keyWriteAttempts = 8
+
+// keyEvent changes a key and stores the event of that change (kind, at the
+// given time) in one update. change receives the key as read and the time
+// as stored (UTC, milliseconds), applies the change to the key and returns
+// the fields to set, or nil when there is nothing to do (keyEvent then
+// reports false). The event's data is the key as
+// changed, so the update only applies if the fields other writes change
+// (expires_at, revoked_at, last_used_at, expiring_announced_at) still hold
+// what was read; otherwise the key is read again. A key that does not exist
+// in the workspace is not_found.
+func (d *DB) keyEvent(ctx context.Context, workspaceID, id, kind string, at time.Time, change func(*apiKeyDoc, time.Time) bson.D) (bool, error) {
+	at = at.UTC().Truncate(time.Millisecond) // as stored
+	for range keyWriteAttempts {
+		doc, err := d.findKeyDoc(ctx, bson.D{{Key: "_id", Value: id}, {Key: "workspace_id", Value: workspaceID}})
+		if err != nil {
+			return false, err
+		}
+		filter := bson.D{
+			{Key: "_id", Value: id}, {Key: "workspace_id", Value: workspaceID},
+			{Key: "expires_at", Value: timeOrNil(doc.ExpiresAt)},
+			{Key: "revoked_at", Value: timeOrNil(doc.RevokedAt)},
+			{Key: "last_used_at", Value: timeOrNil(doc.LastUsedAt)},
+			{Key: "expiring_announced_at", Value: timeOrNil(doc.ExpiringAnnouncedAt)},
+		}
+		set := change(doc, at)
+		if set == nil {
+			return false, nil
+		}
+		ev, err := store.NewKeyEvent(doc.apiKey(), kind, at)
+		if err != nil {
+			return false, err
+		}
+		res, err := d.keys().UpdateOne(ctx, filter, pushEvent(set, newOutboxEntry(ev)))
+		if err != nil {
+			return false, translate(err, "update API key", "API key")
+		}
+		if res.MatchedCount > 0 {
+			return true, nil
+		}
 	}
-	if res.MatchedCount > 0 {
+	return false, fmt.Errorf("mongo: API key %s kept changing during a %s update", id, kind)
+}
+
+// timeOrNil is a filter value matching t, or a missing or null field when
+// t is nil.
+func timeOrNil(t *time.Time) any {
+	if t == nil {
 		return nil
 	}
-	// Nothing matched: either already revoked (fine) or not there.
-	n, err := d.keys().CountDocuments(ctx, bson.D{{Key: "_id", Value: id}, {Key: "workspace_id", Value: workspaceID}})
-	if err != nil {
-		return translate(err, "find API key", "API key")
-	}
-	if n == 0 {
-		return store.Errorf(store.ENOTFOUND, "API key not found.")
-	}
-	return nil
+	return *t
 }
 
 // TouchAPIKeys advances last_used_at of each key, never moving it back: the

@@ -2,9 +2,15 @@
 // official driver (go.mongodb.org/mongo-driver/v2).
 //
 // Layout: one collection per CRM resource (named after store.Resource.Name)
-// plus workspaces, api_keys, usage_logs and idempotency_keys. Every
-// document's _id is its string id; tenant documents carry workspace_id, which
-// leads every tenant index and is part of every tenant filter.
+// plus workspaces, api_keys, usage_logs, idempotency_keys, webhooks,
+// webhook_deliveries and outbox. Every document's _id is its string id;
+// tenant documents carry workspace_id, which leads every tenant index and is
+// part of every tenant filter.
+//
+// Events of record and key writes are stored in the written document itself
+// and moved to the outbox collection later (see outbox.go): MongoDB changes
+// one document atomically without a transaction, which FerretDB and
+// standalone servers do not offer.
 //
 // Every filter and update is built here with bson.D from typed Go values, never
 // from a client-supplied map, so a value such as {"$gt": ""} or "$where" is
@@ -30,12 +36,20 @@ const (
 	workspacesColl = "workspaces"
 	apiKeysColl    = "api_keys"
 	usageColl      = "usage_logs"
+	webhooksColl   = "webhooks"
+	deliveriesColl = "webhook_deliveries"
+	outboxColl     = "outbox"
 )
 
 // DB is a store.Backend over one MongoDB database.
 type DB struct {
 	client *mongo.Client
 	db     *mongo.Database
+
+	// outboxHook, when set (by tests only), runs between the steps of
+	// moving events to the outbox collection, with the name of the step
+	// just done.
+	outboxHook func(step string)
 
 	closeOnce sync.Once
 	closeErr  error
@@ -101,7 +115,16 @@ func (d *DB) Database() *mongo.Database { return d.db }
 //
 // Maintenance indexes, deliberately not per workspace because retention runs
 // across all workspaces: deleted_at (sparse: only tombstones have one) on
-// every record collection, expires_at on idempotency keys, time on usage.
+// every record collection, expires_at on idempotency keys, time on usage,
+// created_at on deliveries.
+//
+// Indexes of the webhook machinery, across workspaces too because the relay
+// and the delivery worker serve all of them: _outbox_pending (sparse: only
+// documents with events waiting to be moved have it) on every record
+// collection and on api_keys; (created_at, _id) on the outbox, its claim
+// order; next_attempt_at (sparse: only pending deliveries have one) on
+// deliveries. A subscription's deliveries are listed through
+// (workspace_id, webhook_id, created_at, _id).
 func indexes() map[string][]mongo.IndexModel {
 	// listOrder serves a workspace's list, newest first, and lookups by
 	// workspace; read backwards it serves oldest first too.
@@ -113,6 +136,7 @@ func indexes() map[string][]mongo.IndexModel {
 		apiKeysColl: {
 			{Keys: bson.D{{Key: "hash", Value: 1}}, Options: options.Index().SetUnique(true)},
 			listOrder,
+			outboxPendingIndex,
 		},
 		usageColl: {
 			{Keys: bson.D{{Key: "workspace_id", Value: 1}, {Key: "time", Value: -1}, {Key: "_id", Value: -1}}},
@@ -123,6 +147,16 @@ func indexes() map[string][]mongo.IndexModel {
 		idempotencyColl: {
 			// Keys are found by _id; expiry runs across all workspaces.
 			{Keys: bson.D{{Key: "expires_at", Value: 1}}},
+		},
+		webhooksColl: {listOrder},
+		deliveriesColl: {
+			{Keys: bson.D{{Key: "workspace_id", Value: 1}, {Key: "webhook_id", Value: 1},
+				{Key: "created_at", Value: -1}, {Key: "_id", Value: -1}}},
+			{Keys: bson.D{{Key: "next_attempt_at", Value: 1}}, Options: options.Index().SetSparse(true)},
+			{Keys: bson.D{{Key: "created_at", Value: 1}}},
+		},
+		outboxColl: {
+			{Keys: bson.D{{Key: "created_at", Value: 1}, {Key: "_id", Value: 1}}},
 		},
 	}
 	for _, r := range store.Resources {
@@ -136,7 +170,8 @@ func indexes() map[string][]mongo.IndexModel {
 		}
 		models = append(models,
 			liveExternalIDIndex,
-			mongo.IndexModel{Keys: bson.D{{Key: deletedAtField, Value: 1}}, Options: options.Index().SetSparse(true)})
+			mongo.IndexModel{Keys: bson.D{{Key: deletedAtField, Value: 1}}, Options: options.Index().SetSparse(true)},
+			outboxPendingIndex)
 		m[r.Name] = models
 	}
 	return m

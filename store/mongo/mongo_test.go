@@ -89,17 +89,21 @@ func TestOpenTwiceKeepsIndexes(t *testing.T) {
 	before := indexKeys(t, first)
 
 	want := map[string][]string{
-		"api_keys": {"hash_1 unique"},
+		"api_keys": {"hash_1 unique", "_outbox_pending_1"},
 		"accounts": {"workspace_id_1_created_at_-1__id_-1", "workspace_id_1_updated_at_-1__id_-1",
 			"workspace_id_1_industry_1_created_at_-1__id_-1", "workspace_id_1_country_1_created_at_-1__id_-1",
 			"workspace_id_1_email_1_created_at_-1__id_-1", "workspace_id_1_external_id_1_created_at_-1__id_-1",
-			"workspace_id_1_live_external_id_1 unique", "deleted_at_1"},
+			"workspace_id_1_live_external_id_1 unique", "deleted_at_1", "_outbox_pending_1"},
 		"activities": {"workspace_id_1_type_1_created_at_-1__id_-1",
 			"workspace_id_1_related_opportunity_id_1_created_at_-1__id_-1"},
 		"notes":            {"workspace_id_1_created_at_-1__id_-1", "workspace_id_1_live_external_id_1 unique"},
 		"usage_logs":       {"workspace_id_1_time_-1__id_-1"},
 		"workspaces":       {"created_at_1__id_1"},
 		"idempotency_keys": {"expires_at_1"},
+		"webhooks":         {"workspace_id_1_created_at_-1__id_-1"},
+		"webhook_deliveries": {"workspace_id_1_webhook_id_1_created_at_-1__id_-1", "next_attempt_at_1",
+			"created_at_1"},
+		"outbox": {"created_at_1__id_1"},
 	}
 	for coll, idxs := range want {
 		for _, idx := range idxs {
@@ -109,10 +113,12 @@ func TestOpenTwiceKeepsIndexes(t *testing.T) {
 		}
 	}
 	// Every index of a tenant collection leads with workspace_id, except
-	// _id and the maintenance indexes of cross-workspace retention.
-	maintenance := map[string]bool{"_id_": true, "deleted_at_1": true, "time_1": true, "hash_1 unique": true}
+	// _id, the maintenance indexes of cross-workspace retention and those
+	// the relay and the delivery worker use across workspaces.
+	maintenance := map[string]bool{"_id_": true, "deleted_at_1": true, "time_1": true, "hash_1 unique": true,
+		"created_at_1": true, "_outbox_pending_1": true, "next_attempt_at_1": true}
 	for coll, idxs := range before {
-		if coll == "workspaces" || coll == "idempotency_keys" {
+		if coll == "workspaces" || coll == "idempotency_keys" || coll == "outbox" {
 			continue
 		}
 		for _, idx := range idxs {

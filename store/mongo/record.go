@@ -36,6 +36,7 @@ const (
 var recordMeta = map[string]bool{
 	"_id": true, "workspace_id": true, "created_at": true, "updated_at": true,
 	"created_via": true, "api_key_id": true, deletedAtField: true, liveExternalIDField: true,
+	outboxField: true, outboxPendingField: true,
 }
 
 func (d *DB) records(r *store.Resource) *mongo.Collection { return d.db.Collection(r.Name) }
@@ -100,8 +101,8 @@ func liveFilter(workspaceID, id string) bson.D {
 	return bson.D{{Key: "_id", Value: id}, {Key: "workspace_id", Value: workspaceID}, {Key: deletedAtField, Value: nil}}
 }
 
-// InsertRecord stores a new record; a live record of the workspace with the
-// same external_id is a conflict.
+// InsertRecord stores a new record with its created event; a live record of
+// the workspace with the same external_id is a conflict.
 func (d *DB) InsertRecord(ctx context.Context, rec *store.Record) error {
 	if rec.Resource == nil {
 		return errors.New("mongo: insert record: no resource")
@@ -110,6 +111,11 @@ func (d *DB) InsertRecord(ctx context.Context, rec *store.Record) error {
 	if err != nil {
 		return err
 	}
+	ev, err := store.NewRecordEvent(rec, store.KindCreated)
+	if err != nil {
+		return err
+	}
+	doc = append(doc, insertEvent(newOutboxEntry(ev))...)
 	_, err = d.records(rec.Resource).InsertOne(ctx, doc)
 	return translate(err, "insert "+rec.Resource.Singular, rec.Resource.Singular)
 }
@@ -138,7 +144,7 @@ func (d *DB) FindRecordByExternalID(ctx context.Context, r *store.Resource, work
 
 func (d *DB) findRecord(ctx context.Context, r *store.Resource, filter bson.D) (*store.Record, error) {
 	var doc bson.D
-	if err := d.records(r).FindOne(ctx, filter).Decode(&doc); err != nil {
+	if err := d.records(r).FindOne(ctx, filter, options.FindOne().SetProjection(withoutOutbox)).Decode(&doc); err != nil {
 		return nil, translate(err, "find "+r.Singular, r.Singular)
 	}
 	return recordFromDoc(r, doc), nil
@@ -146,7 +152,8 @@ func (d *DB) findRecord(ctx context.Context, r *store.Resource, filter bson.D) (
 
 // UpdateRecord replaces the fields and updated_at of a live record,
 // provided its updated_at is still prevUpdatedAt: the condition is part of
-// the update's filter, so MongoDB checks and writes atomically.
+// the update's filter, so MongoDB checks and writes atomically, the updated
+// event with the rest.
 //
 // External ids are unique through the index on live_external_id. A
 // duplicate caused by an update is reported by MongoDB as a duplicate key
@@ -177,10 +184,14 @@ func (d *DB) UpdateRecord(ctx context.Context, rec *store.Record, prevUpdatedAt 
 			return translate(err, "update "+r.Singular, r.Singular)
 		}
 	}
+	ev, err := store.NewRecordEvent(rec, store.KindUpdated)
+	if err != nil {
+		return err
+	}
 	set = append(set,
 		bson.E{Key: "updated_at", Value: rec.UpdatedAt},
 		bson.E{Key: liveExternalIDField, Value: key})
-	update := bson.D{{Key: "$set", Value: set}}
+	update := pushEvent(set, newOutboxEntry(ev))
 	if len(unset) > 0 {
 		update = append(update, bson.E{Key: "$unset", Value: unset})
 	}
@@ -210,21 +221,33 @@ func externalIDTaken(r *store.Resource, ext string) error {
 		Message: fmt.Sprintf("%s: another %s already has external_id %q.", store.ExternalIDField, r.Singular, ext)}
 }
 
-// DeleteRecord turns a live record into a tombstone and frees its external id.
+// DeleteRecord turns a live record into a tombstone and frees its external
+// id. Its deleted event has no data yet: the tombstone gives it when the
+// event is moved to the outbox (see outbox.go).
 func (d *DB) DeleteRecord(ctx context.Context, r *store.Resource, workspaceID, id string, at time.Time) error {
-	update := bson.D{{Key: "$set", Value: bson.D{
+	entry := outboxEntry{ID: store.NewID(), Type: r.Singular + "." + store.KindDeleted, CreatedAt: at}
+	update := pushEvent(bson.D{
 		{Key: deletedAtField, Value: at},
 		{Key: "updated_at", Value: at},
 		{Key: liveExternalIDField, Value: noExternalID(id)},
-	}}}
+	}, entry)
 	return updateOne(ctx, d.records(r), liveFilter(workspaceID, id), update, "delete "+r.Singular, r.Singular)
 }
 
 // PurgeTombstones removes tombstones deleted before the given time from
-// every resource's collection.
+// every resource's collection. A tombstone's deleted event is made from it
+// when the event is moved to the outbox, so the waiting events are moved
+// first, and a tombstone whose events are still waiting (stored meanwhile)
+// is kept for the next purge.
 func (d *DB) PurgeTombstones(ctx context.Context, before time.Time) (int64, error) {
+	if err := d.moveEvents(ctx, d.outboxSources(false)); err != nil {
+		return 0, err
+	}
 	var n int64
-	filter := bson.D{{Key: deletedAtField, Value: bson.D{{Key: "$lt", Value: before}}}}
+	filter := bson.D{
+		{Key: deletedAtField, Value: bson.D{{Key: "$lt", Value: before}}},
+		{Key: outboxPendingField, Value: bson.D{{Key: "$exists", Value: false}}},
+	}
 	for _, r := range store.Resources {
 		res, err := d.records(r).DeleteMany(ctx, filter)
 		if err != nil {
@@ -253,7 +276,7 @@ func (d *DB) FindRecords(ctx context.Context, r *store.Resource, workspaceID str
 		dir = 1
 	}
 	sort := bson.D{{Key: sortField, Value: dir}, {Key: "_id", Value: dir}}
-	cur, err := d.records(r).Find(ctx, filter, findOptions(sort, q.Offset, q.Limit))
+	cur, err := d.records(r).Find(ctx, filter, findOptions(sort, q.Offset, q.Limit).SetProjection(withoutOutbox))
 	if err != nil {
 		return nil, translate(err, "find "+r.Name, r.Singular)
 	}
@@ -397,7 +420,7 @@ func recordFromDoc(r *store.Resource, doc bson.D) *store.Record {
 			if t := timeValue(e.Value); !t.IsZero() {
 				rec.DeletedAt = &t
 			}
-		case liveExternalIDField:
+		case liveExternalIDField, outboxField, outboxPendingField:
 		default:
 			if _, ok := r.Field(e.Key); !ok {
 				continue
