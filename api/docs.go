@@ -166,6 +166,7 @@ type docsPage struct {
 	Auth                    docsText
 	Headers                 []docsHeader
 	Tags                    []docsTag
+	Events                  []docsEvent
 	Scopes                  []docsScope
 	Errors                  []docsError
 	Schemas                 []docsSchema
@@ -203,6 +204,24 @@ type docsOp struct {
 	Params                    []docsParam
 	Body                      *docsBody
 	Responses                 []docsResponse
+}
+
+// docsEvent is one webhook of the document: a group of events the API
+// POSTs to a subscription's URL.
+type docsEvent struct {
+	Name, ID, Summary string
+	Description       docsText
+	Scopes            []string
+	Params            []docsParam
+	Body              *docsBody
+	BodyProps         []docsProp // the members of the event
+	Responses         []docsEventResponse
+}
+
+type docsEventResponse struct {
+	Status      string
+	Description docsText
+	Headers     []string
 }
 
 type docsParam struct {
@@ -365,10 +384,36 @@ func newDocsPage(doc *oaDocument) docsPage {
 		return strings.Compare(a.Code, b.Code)
 	})
 
+	for _, w := range doc.Webhooks {
+		if o := w.Item.Post; o != nil {
+			p.Events = append(p.Events, docsEventOf(doc, w.Path, o))
+		}
+	}
+
 	for _, ns := range doc.Components.Schemas {
 		p.Schemas = append(p.Schemas, docsSchemaOf(ns.Name, ns.Schema))
 	}
 	return p
+}
+
+// docsEventOf describes the webhook name, whose operation is o.
+func docsEventOf(doc *oaDocument, name string, o *oaOperation) docsEvent {
+	op := docsOpOf(doc, o)
+	ev := docsEvent{Name: name, ID: o.OperationID, Summary: o.Summary, Description: op.Description,
+		Scopes: o.RequiredScopes, Params: op.Params, Body: op.Body}
+	if rb := o.RequestBody; rb != nil {
+		if c, ok := rb.Content["application/json"]; ok && c.Schema != nil {
+			ev.BodyProps = docsSchemaOf("", c.Schema).Props
+		}
+	}
+	for _, r := range o.Responses {
+		er := docsEventResponse{Status: r.name(), Description: text(r.Description)}
+		for _, h := range r.Headers {
+			er.Headers = append(er.Headers, h.Name)
+		}
+		ev.Responses = append(ev.Responses, er)
+	}
+	return ev
 }
 
 func docsOpOf(doc *oaDocument, o *oaOperation) docsOp {

@@ -88,8 +88,8 @@ func (s *server) runIdempotent(c *gin.Context, rt Route) {
 				}
 			}()
 			c.Next()
-			// A response holding a secret (a new API key) is remembered
-			// without it.
+			// A response holding a secret (a new API key, a webhook's
+			// signing secret) is remembered without it.
 			return store.IdempotentResponse{Status: buf.status, Body: redactedBody(c, buf.body.Bytes())}, nil
 		})
 	switch {
@@ -144,8 +144,8 @@ func fingerprint(p store.Principal, req *http.Request, body []byte) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-// replay writes a remembered response. A 201 names the new record or key in
-// Location again, as the first response did.
+// replay writes a remembered response. A 201 names the new record, key or
+// webhook subscription in Location again, as the first response did.
 func replay(c *gin.Context, rt Route, resp store.IdempotentResponse) {
 	if len(resp.Body) == 0 {
 		c.Status(resp.Status)
@@ -161,6 +161,8 @@ func replay(c *gin.Context, rt Route, resp store.IdempotentResponse) {
 				c.Header("Location", APIPrefix+"/"+rt.Operation.Resource.Name+"/"+rec.ID)
 			case rt.Operation.Action == store.ActionCreateKey || rt.Operation.Action == store.ActionRotateKey:
 				c.Header("Location", keyLocation(rec.ID))
+			case rt.Operation.Action == store.ActionCreateWebhook:
+				c.Header("Location", webhookLocation(rec.ID))
 			}
 		}
 	}

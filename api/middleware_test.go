@@ -500,9 +500,11 @@ func checkRouteData(t *testing.T, rt api.Route) {
 	t.Helper()
 	k := rt.Method + " " + rt.Path
 	// PATCH and PUT read a body, GET and DELETE never; a POST usually
-	// does (revoking a key takes none).
+	// does (revoking a key, replaying a delivery and testing a webhook
+	// take none).
+	bodiless := []store.Action{store.ActionRevokeKey, store.ActionReplayDelivery, store.ActionTestWebhook}
 	bodyOK := map[string]bool{http.MethodPatch: rt.Body, http.MethodPut: rt.Body, http.MethodGet: !rt.Body,
-		http.MethodDelete: !rt.Body, http.MethodPost: rt.Body || rt.Operation.Action == store.ActionRevokeKey}
+		http.MethodDelete: !rt.Body, http.MethodPost: rt.Body || slices.Contains(bodiless, rt.Operation.Action)}
 	if !bodyOK[rt.Method] || rt.Body != (rt.BodyKind != api.BodyNone) || (rt.BodyOptional && !rt.Body) {
 		t.Errorf("route %s: Body %v, BodyKind %q, BodyOptional %v", k, rt.Body, rt.BodyKind, rt.BodyOptional)
 	}

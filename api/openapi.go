@@ -107,6 +107,7 @@ func buildOpenAPI(p *store.Principal) *oaDocument {
 	b.addOperation(b.healthOperation())
 	b.addOperation(b.openAPIOperation())
 	used["meta"] = true
+	b.webhookEvents(p)
 
 	for _, t := range allTags() {
 		if used[t.Name] {
@@ -129,6 +130,7 @@ func allTags() []oaTag {
 		oaTag{Name: "me", Description: "The calling API key and its workspace."},
 		oaTag{Name: "usage", Description: "The workspace's API usage: request counts and the request log."},
 		oaTag{Name: "keys", Description: "The workspace's API keys and key policy, for keys with the scope admin:keys."},
+		oaTag{Name: "webhooks", Description: webhooksTagDescription},
 		oaTag{Name: "meta", Description: "Health check and this documentation."},
 	)
 }
@@ -144,6 +146,8 @@ func tagOf(op store.Operation) string {
 		return "usage"
 	case op.Scope == store.ScopeAdminKeys:
 		return "keys"
+	case isWebhookOperation(op):
+		return "webhooks"
 	}
 	return "meta"
 }
@@ -291,6 +295,38 @@ func operationDescription(rt Route, filter map[string]string) string {
 			"The body may be left out.", "7 days"))
 	case store.ActionGetPolicy:
 		parts = append(parts, "Zero values impose nothing.")
+	case store.ActionListWebhooks, store.ActionGetWebhook:
+		parts = append(parts, "A key sees the subscriptions it manages: those of its workspace whose record filter includes its own "+
+			"(a key without a filter sees them all). `status` is active, failing (deliveries fail since `failing_since`), disabled "+
+			"(`disabled_reason` says why) or expired (past `expires_at`). The signing secret is never shown again.")
+	case store.ActionCreateWebhook:
+		parts = append(parts, "Subscribes `url` to `events`: event types ({account,contact,lead,deal,activity,note}.{created,updated,deleted}, "+
+			"api_key.{created,revoked,expiring}), a group's wildcard such as `account.*`, or `*`. Each event needs the calling key's read scope "+
+			"of its resource (`admin:keys` for api_key events); the subscription keeps the key's read scopes and record filter, so it never "+
+			"receives what the key could not read, even after the key is revoked. The URL must be https on a public address (the server "+
+			"setting HUSTACK_WEBHOOK_ALLOW_INSECURE=true allows http and private addresses), checked again at every delivery. "+
+			"The answer holds the signing secret `whsec_...` in `secret`, this once only: store it to verify `webhook-signature`. "+
+			"Events arrive within seconds of a change, at least once and in no guaranteed order; see the webhooks of this document for "+
+			"the body, headers and retry schedule. As a REST-hook subscribe endpoint, unsubscribe with DELETE on the `Location`.")
+	case store.ActionUpdateWebhook:
+		parts = append(parts, "Members left out keep their values; null is refused. New `events` are checked against the calling key's "+
+			"scopes, which become the subscription's; a new `url` is checked as on creation, and needs every scope the subscription "+
+			"receives events with (else 400: set `events` too). `enabled: false` stops the deliveries "+
+			"(pending ones are not sent); `enabled: true` resumes them and clears `disabled_reason` and the failure streak.")
+	case store.ActionDeleteWebhook:
+		parts = append(parts, "Unsubscribes: the subscription and its delivery log are removed and pending deliveries are not sent. "+
+			"A receiver that answers 410 Gone is unsubscribed the same way.")
+	case store.ActionListDeliveries:
+		parts = append(parts, "Newest first, paged with `limit` and `offset`, filtered by `status`. Each delivery names its event "+
+			"(`event_id`, sent as `webhook-id`, and `event_type`) and has its `attempts`, their `history` (time, HTTP status or 0, latency, error), "+
+			"`last_response_code`, `last_latency_ms` and `next_attempt_at` (null once finished).")
+	case store.ActionReplayDelivery:
+		parts = append(parts, "Sends the event of a finished delivery (delivered, failed or cancelled) again as a new delivery, with the same "+
+			"`webhook-id`, so that a receiver that has it already can drop it. A pending delivery answers 409. Follow the new delivery in the "+
+			"deliveries list.")
+	case store.ActionTestWebhook:
+		parts = append(parts, "Sends a `ping` event (`{\"webhook_id\": ...}` in `data`) to the subscription's URL, whatever its status, signed "+
+			"like every delivery. Its outcome shows in the deliveries list within seconds.")
 	case store.ActionUpdatePolicy:
 		parts = append(parts, "The body is the whole policy; every field is required. `max_key_lifetime_days` caps the expiry of new keys (and makes one mandatory), "+
 			"`require_expiry` refuses keys without one, `disable_unused_after_days` lets a periodic task revoke keys unused that long (0: off). "+
@@ -467,6 +503,10 @@ func (b *docBuilder) requestBody(r *store.Resource, kind BodyKind) *oaRequestBod
 		s, desc = b.rotateKeySchema(), "How long the old key keeps working; may be left out."
 	case BodyKeyPolicy:
 		s, desc = b.keyPolicySchema(), "The whole key policy."
+	case BodyWebhookCreate:
+		s, desc = b.createWebhookSchema(), "The URL, the events and optionally a description and an expiry."
+	case BodyWebhookPatch:
+		s, desc = b.updateWebhookSchema(), "The members to change."
 	default:
 		s, desc = &oaSchema{Type: oaTypes{"object"}}, "A JSON object."
 	}
@@ -509,6 +549,16 @@ func (b *docBuilder) response(rt Route, r Response) *oaResponse {
 		s = b.rotatedKeySchema()
 	case ResponseKeyPolicy:
 		s = b.keyPolicySchema()
+	case ResponseWebhookList:
+		s = b.webhookListSchema()
+	case ResponseWebhook:
+		s = b.webhookSchema()
+	case ResponseNewWebhook:
+		s = b.newWebhookSchema()
+	case ResponseDelivery:
+		s = b.deliverySchema()
+	case ResponseDeliveries:
+		s = b.deliveryPageSchema()
 	case ResponseError:
 		s = b.errorSchema(r.Codes)
 		if len(r.Codes) > 0 {
@@ -565,7 +615,7 @@ func reusableHeaders() map[string]*oaHeader {
 		RequestIDHeader: {Required: true, Schema: str(),
 			Description: "The request's id: the client's own X-Request-Id when it sent a sane one (1 to 128 of letters, digits and ._:-), else a new one. Error bodies repeat it as request_id."},
 		"Location": {Required: true, Schema: &oaSchema{Type: oaTypes{"string"}, Format: "uri-reference"},
-			Description: "The path of the new record or API key."},
+			Description: "The path of the new record, API key or webhook subscription."},
 		"WWW-Authenticate": {Required: true, Schema: &oaSchema{Type: oaTypes{"string"}, Enum: []any{"Bearer"}},
 			Description: "Always Bearer."},
 		"Retry-After": {Required: true, Schema: &oaSchema{Type: oaTypes{"integer"}, Minimum: floatp(1)},
@@ -931,7 +981,7 @@ func (b *docBuilder) pageSchema(r *store.Resource) *oaSchema {
 
 func (b *docBuilder) scopeSchema() *oaSchema {
 	return b.schema("Scope", func() *oaSchema {
-		s := &oaSchema{Type: oaTypes{"string"}, Description: "A permission of an API key: read:<resource>, write:<resource>, read:usage or admin:keys."}
+		s := &oaSchema{Type: oaTypes{"string"}, Description: "A permission of an API key: read:<resource>, write:<resource>, read:usage, admin:keys, read:webhooks or write:webhooks."}
 		for _, sc := range store.AllScopes() {
 			s.Enum = append(s.Enum, string(sc))
 		}
@@ -1061,7 +1111,7 @@ var errorCodeDescriptions = map[string]string{
 	store.EFORBIDDEN:         "The key lacks the scope the operation requires.",
 	store.ENOTFOUND:          "No such record in the key's workspace (records of other workspaces are not found either), or no such route.",
 	EMETHODNOTALLOWED:        "The path exists but not with this method; Allow lists the methods.",
-	store.ECONFLICT:          "The write conflicts with other data: a duplicate external_id, references to a record being deleted, or a record that kept changing under concurrent writes.",
+	store.ECONFLICT:          "The write conflicts with other data: a duplicate external_id, references to a record being deleted, a record that kept changing under concurrent writes, a full set of webhook subscriptions or a delivery still pending.",
 	store.EREVOKED:           "The key was revoked.",
 	store.EEXPIRED:           "The key has expired.",
 	EPAYLOADTOOLARGE:         "The body is larger than 1 MiB.",

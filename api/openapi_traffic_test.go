@@ -258,7 +258,8 @@ func firstOptionalString(r *store.Resource) store.Field {
 func TestOpenAPITraffic(t *testing.T) {
 	g := gate(sqliteBackend(t))
 	lim := &keyLimiter{}
-	e := newEnv(t, g, withLimiter(lim))
+	// Webhooks go to loopback addresses, where nothing delivers them.
+	e := newEnv(t, g, withLimiter(lim), withServiceOptions(store.WithTargetPolicy(store.TargetPolicy{AllowInsecure: true})))
 	limitedKey, limitedRaw := e.newKey(e.svc, e.wsA.ID, store.AllScopes(), nil)
 	lim.deny = limitedKey.ID
 
@@ -336,6 +337,10 @@ func TestOpenAPITraffic(t *testing.T) {
 			x.body = `{"expire_old_in":"1h"}`
 		case api.BodyKeyPolicy:
 			x.body = `{"max_key_lifetime_days":0,"require_expiry":false,"disable_unused_after_days":0}`
+		case api.BodyWebhookCreate:
+			x.body = `{"url":"http://127.0.0.1:9/hook","events":["*"]}`
+		case api.BodyWebhookPatch:
+			x.body = `{}`
 		}
 		return x
 	}
@@ -644,6 +649,112 @@ func TestOpenAPITraffic(t *testing.T) {
 					t.Errorf("me: %s", clip(b))
 				}
 			}})
+	})
+
+	t.Run("webhooks", func(t *testing.T) {
+		k := e.keyA
+		idem := map[string]string{"Idempotency-Key": "traffic-webhook"}
+		body := `{"url":"http://127.0.0.1:9/hook","events":["deal.created","account.*"],"description":"CRM sync","expires_at":"` +
+			now.Add(48*time.Hour).Format(time.RFC3339) + `"}`
+		var created api.NewWebhookResponse
+		v.do(t, e, exchange{name: "create webhook", method: "POST", path: api.WebhooksPath, key: k, body: body, header: idem, status: 201,
+			check: func(t *testing.T, _ int, h http.Header, b []byte) {
+				if err := json.Unmarshal(b, &created); err != nil || created.Secret == nil || h.Get("Location") != api.WebhooksPath+"/"+created.ID {
+					t.Fatalf("new webhook %v, Location %q: %s", err, h.Get("Location"), clip(b))
+				}
+			}})
+		v.do(t, e, exchange{name: "create webhook replayed", method: "POST", path: api.WebhooksPath, key: k, body: body, header: idem, status: 201,
+			check: func(t *testing.T, _ int, h http.Header, b []byte) {
+				if h.Get("Idempotent-Replayed") != "true" || !strings.Contains(string(b), `"secret":null`) ||
+					h.Get("Location") != api.WebhooksPath+"/"+created.ID {
+					t.Errorf("replay %v %q: %s", h.Get("Idempotent-Replayed"), h.Get("Location"), clip(b))
+				}
+			}})
+		for _, bad := range []struct{ name, body string }{
+			{"an unknown field", `{"url":"http://127.0.0.1:9/x","events":["*"],"secret":"whsec_x"}`},
+			{"no events", `{"url":"http://127.0.0.1:9/x"}`},
+			{"no url", `{"events":["*"]}`},
+			{"an unknown event", `{"url":"http://127.0.0.1:9/x","events":["deal.exploded"]}`},
+			{"events not an array", `{"url":"http://127.0.0.1:9/x","events":"*"}`},
+			{"a malformed expires_at", `{"url":"http://127.0.0.1:9/x","events":["*"],"expires_at":"soon"}`},
+		} {
+			v.do(t, e, exchange{name: "create webhook with " + bad.name, method: "POST", path: api.WebhooksPath, key: k, body: bad.body,
+				status: 400, valid: reqInvalid})
+		}
+		v.do(t, e, exchange{name: "create webhook with an ftp url", method: "POST", path: api.WebhooksPath, key: k,
+			body: `{"url":"ftp://127.0.0.1/x","events":["*"]}`, status: 400, valid: reqEither})
+		v.do(t, e, exchange{name: "create webhook for events beyond the key's scopes", method: "POST", path: api.WebhooksPath,
+			key: e.keyWithout(store.ReadScope("deals")), body: `{"url":"http://127.0.0.1:9/x","events":["deal.created"]}`, status: 400, valid: reqEither})
+
+		one := api.WebhooksPath + "/" + created.ID
+		v.do(t, e, exchange{name: "list webhooks", method: "GET", path: api.WebhooksPath, key: k, status: 200})
+		v.do(t, e, exchange{name: "list webhooks with a parameter", method: "GET", path: api.WebhooksPath + "?limit=1", key: k, status: 400, valid: reqEither})
+		v.do(t, e, exchange{name: "get webhook", method: "GET", path: one, key: k, status: 200})
+		v.do(t, e, exchange{name: "get missing webhook", method: "GET", path: api.WebhooksPath + "/" + missing, key: k, status: 404})
+		v.do(t, e, exchange{name: "get webhook with a malformed id", method: "GET", path: api.WebhooksPath + "/nope", key: k, status: 404, valid: reqInvalid})
+		v.do(t, e, exchange{name: "get webhook of another workspace", method: "GET", path: one, key: e.keyB, status: 404})
+
+		v.do(t, e, exchange{name: "update webhook", method: "PATCH", path: one, key: k, status: 200,
+			body: `{"url":"http://127.0.0.1:9/other","events":["*"],"description":"","enabled":false}`,
+			check: func(t *testing.T, _ int, _ http.Header, b []byte) {
+				if !strings.Contains(string(b), `"status":"disabled"`) {
+					t.Errorf("disabled webhook: %s", clip(b))
+				}
+			}})
+		v.do(t, e, exchange{name: "update webhook enables", method: "PATCH", path: one, key: k, status: 200, body: `{"enabled":true}`})
+		v.do(t, e, exchange{name: "update webhook with a null url", method: "PATCH", path: one, key: k, status: 400, valid: reqInvalid, body: `{"url":null}`})
+		v.do(t, e, exchange{name: "update webhook with enabled not a boolean", method: "PATCH", path: one, key: k, status: 400, valid: reqInvalid,
+			body: `{"enabled":"yes"}`})
+		v.do(t, e, exchange{name: "update webhook with an unknown field", method: "PATCH", path: one, key: k, status: 400, valid: reqInvalid,
+			body: `{"expires_at":null}`})
+		v.do(t, e, exchange{name: "update webhook with no events", method: "PATCH", path: one, key: k, status: 400, valid: reqInvalid,
+			body: `{"events":[]}`})
+		v.do(t, e, exchange{name: "update missing webhook", method: "PATCH", path: api.WebhooksPath + "/" + missing, key: k, status: 404, body: `{}`})
+
+		var ping api.DeliveryInfo
+		v.do(t, e, exchange{name: "test webhook", method: "POST", path: one + "/test", key: k, status: 202,
+			check: func(t *testing.T, _ int, _ http.Header, b []byte) {
+				if err := json.Unmarshal(b, &ping); err != nil || ping.EventType != "ping" || ping.Status != "pending" {
+					t.Fatalf("ping %v: %s", err, clip(b))
+				}
+			}})
+		v.do(t, e, exchange{name: "test missing webhook", method: "POST", path: api.WebhooksPath + "/" + missing + "/test", key: k, status: 404})
+		v.do(t, e, exchange{name: "list deliveries", method: "GET", path: one + "/deliveries?status=pending&limit=5&offset=0", key: k, status: 200,
+			check: func(t *testing.T, _ int, _ http.Header, b []byte) {
+				if !strings.Contains(string(b), ping.ID) {
+					t.Errorf("the ping is not listed: %s", clip(b))
+				}
+			}})
+		v.do(t, e, exchange{name: "list deliveries in a bad status", method: "GET", path: one + "/deliveries?status=lost", key: k, status: 400, valid: reqInvalid})
+		v.do(t, e, exchange{name: "list deliveries with limit 0", method: "GET", path: one + "/deliveries?limit=0", key: k, status: 400, valid: reqInvalid})
+		v.do(t, e, exchange{name: "list deliveries of a missing webhook", method: "GET", path: api.WebhooksPath + "/" + missing + "/deliveries", key: k, status: 404})
+		replay := one + "/deliveries/" + ping.ID + "/replay"
+		v.do(t, e, exchange{name: "replay a pending delivery", method: "POST", path: replay, key: k, status: 409, code: "conflict"})
+		d, _, err := e.svc.FindDelivery(t.Context(), e.wsA.ID, ping.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d.Status, d.Attempts, d.NextAttemptAt = store.DeliveryFailed, 1, nil
+		d.History = []store.Attempt{{At: now, StatusCode: 500, LatencyMS: 12, Error: "HTTP 500"}}
+		if err := e.svc.UpdateDelivery(t.Context(), d, 0); err != nil {
+			t.Fatal(err)
+		}
+		v.do(t, e, exchange{name: "list a failed delivery", method: "GET", path: one + "/deliveries?status=failed", key: k, status: 200,
+			check: func(t *testing.T, _ int, _ http.Header, b []byte) {
+				if !strings.Contains(string(b), `"last_response_code":500`) || !strings.Contains(string(b), `"last_latency_ms":12`) {
+					t.Errorf("the failed delivery's last attempt is not shown: %s", clip(b))
+				}
+			}})
+		v.do(t, e, exchange{name: "replay a delivery", method: "POST", path: replay, key: k, status: 202,
+			check: func(t *testing.T, _ int, _ http.Header, b []byte) {
+				if !strings.Contains(string(b), `"replay_of":"`+ping.ID+`"`) || !strings.Contains(string(b), `"event_id":"`+ping.EventID+`"`) {
+					t.Errorf("replay: %s", clip(b))
+				}
+			}})
+		v.do(t, e, exchange{name: "replay a missing delivery", method: "POST", path: one + "/deliveries/" + missing + "/replay", key: k, status: 404})
+
+		v.do(t, e, exchange{name: "delete webhook", method: "DELETE", path: one, key: k, status: 204})
+		v.do(t, e, exchange{name: "delete webhook again", method: "DELETE", path: one, key: k, status: 404})
 	})
 
 	t.Run("me, usage, health and the document", func(t *testing.T) {

@@ -11,11 +11,13 @@ import (
 // responses) are slices with their own MarshalJSON.
 
 type oaDocument struct {
-	OpenAPI    string       `json:"openapi"`
-	Info       oaInfo       `json:"info"`
-	Tags       []oaTag      `json:"tags"`
-	Security   []oaSecurity `json:"security"`
-	Paths      oaPaths      `json:"paths"`
+	OpenAPI  string       `json:"openapi"`
+	Info     oaInfo       `json:"info"`
+	Tags     []oaTag      `json:"tags"`
+	Security []oaSecurity `json:"security"`
+	Paths    oaPaths      `json:"paths"`
+	// Webhooks are the requests the API sends: the event deliveries.
+	Webhooks   oaPaths      `json:"webhooks,omitempty"`
 	Components oaComponents `json:"components"`
 	// Key is set on a document filtered for one API key.
 	Key *oaKeyInfo `json:"x-hustack-key,omitempty"`
@@ -146,8 +148,19 @@ type oaResponse struct {
 	Content     map[string]oaContent `json:"content,omitempty"`
 
 	status int
-	codes  []string // error codes, for the HTML page
-	desc   string   // the description without the list of codes
+	// key, when set, is written instead of status: a range such as 2XX,
+	// or default.
+	key   string
+	codes []string // error codes, for the HTML page
+	desc  string   // the description without the list of codes
+}
+
+// name is the response's key in its operation's responses.
+func (r *oaResponse) name() string {
+	if r.key != "" {
+		return r.key
+	}
+	return strconv.Itoa(r.status)
 }
 
 type oaResponses []*oaResponse
@@ -155,7 +168,7 @@ type oaResponses []*oaResponse
 func (rs oaResponses) MarshalJSON() ([]byte, error) {
 	kv := make([]keyValue, len(rs))
 	for i, r := range rs {
-		kv[i] = keyValue{strconv.Itoa(r.status), r}
+		kv[i] = keyValue{r.name(), r}
 	}
 	return marshalOrdered(kv)
 }

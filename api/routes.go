@@ -79,6 +79,10 @@ const (
 	BodyKeyRotate BodyKind = "key_rotate"
 	// BodyKeyPolicy: store.KeyPolicy, every field required.
 	BodyKeyPolicy BodyKind = "key_policy"
+	// BodyWebhookCreate: CreateWebhookRequest.
+	BodyWebhookCreate BodyKind = "webhook_create"
+	// BodyWebhookPatch: UpdateWebhookRequest.
+	BodyWebhookPatch BodyKind = "webhook_patch"
 )
 
 // ResponseKind says what a response body holds.
@@ -97,6 +101,11 @@ const (
 	ResponseNewKey      ResponseKind = "new_key"      // NewKeyResponse
 	ResponseRotatedKey  ResponseKind = "rotated_key"  // RotatedKeyResponse
 	ResponseKeyPolicy   ResponseKind = "key_policy"   // store.KeyPolicy
+	ResponseWebhookList ResponseKind = "webhook_list" // WebhookListResponse
+	ResponseWebhook     ResponseKind = "webhook"      // store.Webhook
+	ResponseNewWebhook  ResponseKind = "new_webhook"  // NewWebhookResponse
+	ResponseDelivery    ResponseKind = "delivery"     // DeliveryInfo
+	ResponseDeliveries  ResponseKind = "deliveries"   // store.Page of DeliveryInfo
 	ResponseError       ResponseKind = "error"        // ErrorBody
 )
 
@@ -148,6 +157,10 @@ var (
 
 	idParam         = Param{Name: "id", Type: "id", Description: "The record's id."}
 	keyIDParam      = Param{Name: "id", Type: "id", Description: "The API key's id."}
+	webhookIDParam  = Param{Name: "id", Type: "id", Description: "The webhook subscription's id."}
+	deliveryIDParam = Param{Name: "delivery_id", Type: "id", Description: "The delivery's id, from the subscription's deliveries."}
+	deliveryStatus  = Param{Name: "status", Type: "string", Enum: store.DeliveryStatuses(),
+		Description: "Only deliveries in this state: pending (queued or waiting for a retry), delivered, failed (given up) or cancelled."}
 	externalIDParam = Param{Name: store.ExternalIDField, Type: "string", MaxLength: 255,
 		Description: "The record's id in another system, URL-encoded (a / is %2F)."}
 )
@@ -274,6 +287,33 @@ func buildRoutes() []Route {
 		case store.ActionUpdatePolicy:
 			rt = Route{Method: http.MethodPut, Path: KeyPolicyPath, BodyKind: BodyKeyPolicy, handle: updateKeyPolicy,
 				Responses: ok(http.StatusOK, ResponseKeyPolicy, "The workspace's new key policy.")}
+		case store.ActionListWebhooks:
+			rt = Route{Method: http.MethodGet, Path: WebhooksPath, handle: listWebhooks,
+				Responses: ok(http.StatusOK, ResponseWebhookList, "The subscriptions the calling key manages, oldest first; never their secrets.")}
+		case store.ActionGetWebhook:
+			rt = Route{Method: http.MethodGet, Path: WebhooksPath + "/:id", PathArgs: []Param{webhookIDParam}, handle: getWebhook,
+				Responses: ok(http.StatusOK, ResponseWebhook, "The subscription; never its secret.")}
+		case store.ActionCreateWebhook:
+			rt = Route{Method: http.MethodPost, Path: WebhooksPath, BodyKind: BodyWebhookCreate, handle: createWebhook,
+				Responses: ok(http.StatusCreated, ResponseNewWebhook, "The new subscription, with its signing secret in secret: shown this once only. Location names it.")}
+		case store.ActionUpdateWebhook:
+			rt = Route{Method: http.MethodPatch, Path: WebhooksPath + "/:id", PathArgs: []Param{webhookIDParam},
+				BodyKind: BodyWebhookPatch, handle: updateWebhook,
+				Responses: ok(http.StatusOK, ResponseWebhook, "The updated subscription.")}
+		case store.ActionDeleteWebhook:
+			rt = Route{Method: http.MethodDelete, Path: WebhooksPath + "/:id", PathArgs: []Param{webhookIDParam}, handle: deleteWebhook,
+				Responses: ok(http.StatusNoContent, ResponseEmpty, "Unsubscribed: the subscription and its deliveries are gone.")}
+		case store.ActionListDeliveries:
+			rt = Route{Method: http.MethodGet, Path: WebhooksPath + "/:id/deliveries", PathArgs: []Param{webhookIDParam},
+				Query: slices.Concat([]Param{deliveryStatus}, pageParams), handle: listDeliveries,
+				Responses: ok(http.StatusOK, ResponseDeliveries, "A page of the subscription's deliveries, newest first.")}
+		case store.ActionReplayDelivery:
+			rt = Route{Method: http.MethodPost, Path: WebhooksPath + "/:id/deliveries/:delivery_id/replay",
+				PathArgs: []Param{webhookIDParam, deliveryIDParam}, handle: replayDelivery,
+				Responses: ok(http.StatusAccepted, ResponseDelivery, "The new delivery of the same event, queued.")}
+		case store.ActionTestWebhook:
+			rt = Route{Method: http.MethodPost, Path: WebhooksPath + "/:id/test", PathArgs: []Param{webhookIDParam}, handle: testWebhook,
+				Responses: ok(http.StatusAccepted, ResponseDelivery, "The delivery of a ping event, queued.")}
 		default:
 			continue // an operation without a route fails the route table test
 		}
@@ -284,6 +324,11 @@ func buildRoutes() []Route {
 		out = append(out, rt)
 	}
 	return out
+}
+
+// isWebhookOperation reports whether op is about webhook subscriptions.
+func isWebhookOperation(op store.Operation) bool {
+	return op.Scope == store.ScopeReadWebhooks || op.Scope == store.ScopeWriteWebhooks
 }
 
 func ok(status int, body ResponseKind, desc string) []Response {
@@ -322,9 +367,14 @@ func errorResponses(rt Route) []Response {
 		add(store.EFORBIDDEN, "The API key lacks the scope "+string(op.Scope)+".")
 	}
 	if len(rt.PathArgs) > 0 && rt.PathArgs[0].Name == "id" {
-		if op.Resource != nil {
+		switch {
+		case op.Resource != nil:
 			add(store.ENOTFOUND, "No such "+op.Resource.Singular+" in the key's workspace.")
-		} else {
+		case op.Action == store.ActionReplayDelivery:
+			add(store.ENOTFOUND, "No such webhook subscription among those the calling key manages, or no such delivery of it.")
+		case isWebhookOperation(op):
+			add(store.ENOTFOUND, "No such webhook subscription among those the calling key manages (those of its workspace with its record filter).")
+		default:
 			add(store.ENOTFOUND, "No such API key among those the calling key manages (keys of its workspace with no more scopes and no looser filter).")
 		}
 	}
@@ -337,6 +387,10 @@ func errorResponses(rt Route) []Response {
 		add(store.ECONFLICT, "Only an active key can be rotated; this one is revoked or expired.")
 	case store.ActionUpdatePolicy:
 		add(store.EFORBIDDEN, "A key with a record filter cannot change the workspace's key policy.")
+	case store.ActionCreateWebhook:
+		add(store.ECONFLICT, fmt.Sprintf("The workspace already has %d webhook subscriptions, the most it can have.", store.MaxWebhooks))
+	case store.ActionReplayDelivery:
+		add(store.ECONFLICT, "The delivery is still pending; replay it once it is delivered, failed or cancelled.")
 	}
 	if rt.Idempotent {
 		add(store.EIDEMPOTENCYINUSE, "A request with this Idempotency-Key is still running.")

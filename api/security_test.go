@@ -19,11 +19,13 @@ import (
 // here fails the test.
 func TestSecurity(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, open func(t *testing.T) store.Backend) {
-		e := newEnv(t, open(t))
+		// Webhook targets are loopback addresses that nothing delivers to.
+		e := newEnv(t, open(t), withServiceOptions(store.WithTargetPolicy(store.TargetPolicy{AllowInsecure: true})))
 		ctx := t.Context()
 
-		// Workspace A has one record of every resource and some usage;
-		// workspace B has a record of every resource and no usage.
+		// Workspace A has one record of every resource, some usage and a
+		// webhook subscription; workspace B has a record of every resource,
+		// a subscription and no usage.
 		recA, recB := map[string]*store.Record{}, map[string]*store.Record{}
 		for _, r := range store.Resources {
 			recA[r.Name] = e.create(e.keyA, r, minimalBody(r))
@@ -39,6 +41,8 @@ func TestSecurity(t *testing.T) {
 		if err := e.svc.RecordUsage(ctx, evs); err != nil {
 			t.Fatalf("RecordUsage: %v", err)
 		}
+		securityWebhook(t, e, e.keyA)
+		securityWebhook(t, e, e.keyB)
 
 		routes := map[string]api.Route{}
 		for _, rt := range api.Routes() {
@@ -93,6 +97,10 @@ func TestSecurity(t *testing.T) {
 					if op.Scope == "" {
 						scopes = []store.Scope{store.ReadScope("notes")}
 					}
+					if op.Action == store.ActionCreateWebhook {
+						// A subscription's events need a read scope.
+						scopes = append(scopes, store.ReadScope("notes"))
+					}
 					_, raw := e.newKey(e.svc, e.wsA.ID, scopes, nil)
 					r := e.do(t, req(raw))
 					ok2xx(t, r)
@@ -131,6 +139,9 @@ func securityExternalID(r *store.Resource) string { return "security-" + r.Singu
 func securityRequest(t *testing.T, e *env, rt api.Route, key string, recA map[string]*store.Record) request {
 	t.Helper()
 	r := rt.Operation.Resource
+	if isWebhookRoute(rt) {
+		return securityWebhookRequest(t, e, rt, key)
+	}
 	if r == nil {
 		return securityKeyRequest(t, e, rt, key)
 	}
@@ -213,7 +224,8 @@ func decodeList(t *testing.T, r response) listBody {
 func checkOwnWorkspace(t *testing.T, e *env, op store.Operation, r response) {
 	t.Helper()
 	switch op.Action {
-	case store.ActionList, store.ActionUsageLogs, store.ActionUsageCounts, store.ActionListKeys:
+	case store.ActionList, store.ActionUsageLogs, store.ActionUsageCounts, store.ActionListKeys,
+		store.ActionListWebhooks, store.ActionListDeliveries:
 		if len(decodeList(t, r).Data) == 0 {
 			t.Errorf("workspace A sees no data: %s", clip(r.body))
 		}
@@ -366,6 +378,42 @@ func checkOtherWorkspace(t *testing.T, e *env, op store.Operation, r response, r
 		if r.status != http.StatusOK {
 			t.Fatalf("status %d, want 200: %s", r.status, clip(r.body))
 		}
+	case store.ActionListWebhooks:
+		if r.status != http.StatusOK {
+			t.Fatalf("status %d, want 200: %s", r.status, clip(r.body))
+		}
+		l := decodeList(t, r)
+		if len(l.Data) == 0 {
+			t.Error("workspace B does not see its own subscription")
+		}
+		for _, w := range l.Data {
+			if w.WorkspaceID != e.wsB.ID {
+				t.Errorf("workspace B lists subscription %s of workspace %s", w.ID, w.WorkspaceID)
+			}
+		}
+	case store.ActionCreateWebhook:
+		if r.status != http.StatusCreated {
+			t.Fatalf("status %d, want 201: %s", r.status, clip(r.body))
+		}
+		if ws := r.json(t)["workspace_id"]; ws != e.wsB.ID {
+			t.Errorf("B's new subscription is in workspace %v", ws)
+		}
+	case store.ActionGetWebhook, store.ActionUpdateWebhook, store.ActionDeleteWebhook, store.ActionListDeliveries,
+		store.ActionReplayDelivery, store.ActionTestWebhook:
+		// A's subscription: not found, unchanged, and sent nothing more.
+		if r.status != http.StatusNotFound {
+			t.Fatalf("status %d, want 404: %s", r.status, clip(r.body))
+		}
+		checkError(t, r, "not_found", "not found")
+		id := strings.Split(strings.TrimPrefix(r.path, api.WebhooksPath+"/"), "/")[0]
+		got := e.do(t, request{method: http.MethodGet, path: api.WebhooksPath + "/" + id, key: e.keyA})
+		if w := got.json(t); got.status != http.StatusOK || w["description"] != "" || w["enabled"] != true {
+			t.Errorf("A's subscription after B's request: %d %s", got.status, clip(got.body))
+		}
+		ds := e.do(t, request{method: http.MethodGet, path: api.WebhooksPath + "/" + id + "/deliveries", key: e.keyA})
+		if n := len(decodeList(t, ds).Data); ds.status != http.StatusOK || n != 1 {
+			t.Errorf("A's subscription has %d deliveries after B's request, want 1: %s", n, clip(ds.body))
+		}
 	default:
 		t.Errorf("operation %s (action %s) has no cross-workspace rule in this test: add one", op.Name, op.Action)
 	}
@@ -390,6 +438,57 @@ func securityKeyRequest(t *testing.T, e *env, rt api.Route, key string) request 
 	case api.BodyKeyPolicy:
 		// A policy that changes nothing for the other tests' keys.
 		rq.body = jsonBody(`{"max_key_lifetime_days":0,"require_expiry":false,"disable_unused_after_days":400}`)
+	case api.BodyNone:
+	default:
+		t.Fatalf("route %s %s: body kind %q has no request in this test: add one", rt.Method, rt.Path, rt.BodyKind)
+	}
+	return rq
+}
+
+func isWebhookRoute(rt api.Route) bool {
+	return rt.Operation.Scope == store.ScopeReadWebhooks || rt.Operation.Scope == store.ScopeWriteWebhooks
+}
+
+// securityWebhook subscribes a loopback URL to every event with key (which
+// has every scope) and sends it a ping, whose delivery it marks delivered.
+// It returns the subscription's and the delivery's ids.
+func securityWebhook(t *testing.T, e *env, key string) (webhookID, deliveryID string) {
+	t.Helper()
+	ctx := t.Context()
+	sc := e.scoped(key)
+	w, _, err := sc.CreateWebhook(ctx, store.WebhookInput{URL: "http://127.0.0.1:9/hook", Events: []string{"*"}})
+	if err != nil {
+		t.Fatalf("CreateWebhook: %v", err)
+	}
+	d, err := sc.TestWebhook(ctx, w.ID)
+	if err != nil {
+		t.Fatalf("TestWebhook: %v", err)
+	}
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	d.Status, d.Attempts, d.NextAttemptAt = store.DeliveryDelivered, 1, nil
+	d.History = []store.Attempt{{At: now, StatusCode: http.StatusNoContent, LatencyMS: 3}}
+	if err := e.svc.UpdateDelivery(ctx, d, 0); err != nil {
+		t.Fatalf("UpdateDelivery: %v", err)
+	}
+	return w.ID, d.ID
+}
+
+// securityWebhookRequest builds a valid request for a webhook route: a path
+// naming a new subscription of workspace A with a finished delivery, and a
+// valid body.
+func securityWebhookRequest(t *testing.T, e *env, rt api.Route, key string) request {
+	t.Helper()
+	path := rt.Path
+	if strings.Contains(path, "/:id") {
+		wid, did := securityWebhook(t, e, e.keyA)
+		path = strings.Replace(strings.Replace(path, ":id", wid, 1), ":delivery_id", did, 1)
+	}
+	rq := request{method: rt.Method, path: path, key: key}
+	switch rt.BodyKind {
+	case api.BodyWebhookCreate:
+		rq.body = jsonBody(`{"url":"http://127.0.0.1:9/new","events":["*"],"description":"security"}`)
+	case api.BodyWebhookPatch:
+		rq.body = jsonBody(`{"description":"changed","enabled":false}`)
 	case api.BodyNone:
 	default:
 		t.Fatalf("route %s %s: body kind %q has no request in this test: add one", rt.Method, rt.Path, rt.BodyKind)

@@ -136,17 +136,24 @@ func (ts *toolServer) idempotent(ctx context.Context, t registeredTool, req mcp.
 }
 
 // withoutSecret returns the result of op as it may be kept for its
-// idempotency key: a new API key's secret is shown to the first call only
-// and never stored, so a replay shows key null, as REST does.
+// idempotency key: a new API key and a new subscription's signing secret
+// are shown to the first call only and never stored, so a replay shows key
+// (or secret) null, as REST does.
 func withoutSecret(op store.Operation, b []byte) (kept []byte, redacted bool, err error) {
-	if op.Action != store.ActionCreateKey && op.Action != store.ActionRotateKey {
+	var field string
+	switch op.Action {
+	case store.ActionCreateKey, store.ActionRotateKey:
+		field = "key"
+	case store.ActionCreateWebhook:
+		field = "secret"
+	default:
 		return b, false, nil
 	}
 	var m map[string]json.RawMessage
 	if err := json.Unmarshal(b, &m); err != nil {
 		return nil, false, fmt.Errorf("redact %s result: %w", op.Name, err)
 	}
-	m["key"] = json.RawMessage("null")
+	m[field] = json.RawMessage("null")
 	kept, err = json.Marshal(m)
 	return kept, true, err
 }
@@ -265,6 +272,9 @@ func (ts *toolServer) run(ctx context.Context, t registeredTool, args map[string
 	}
 	ops := ts.caller(ctx).Ops
 	if out, ok, err := ts.runKeyTool(ctx, op, ops, args); ok {
+		return out, err
+	}
+	if out, ok, err := ts.runWebhookTool(ctx, op, ops, args); ok {
 		return out, err
 	}
 	r := op.Resource

@@ -49,6 +49,16 @@ type Operations interface {
 	RotateAPIKey(ctx context.Context, id string, overlap time.Duration) (*store.APIKey, string, error)
 	KeyPolicy(ctx context.Context) (store.KeyPolicy, error)
 	UpdateKeyPolicy(ctx context.Context, p store.KeyPolicy) (store.KeyPolicy, error)
+	// Webhook subscriptions and their deliveries (scopes read:webhooks and
+	// write:webhooks).
+	FindWebhooks(ctx context.Context) ([]*store.Webhook, error)
+	FindWebhookByID(ctx context.Context, id string) (*store.Webhook, error)
+	CreateWebhook(ctx context.Context, in store.WebhookInput) (*store.Webhook, string, error)
+	UpdateWebhook(ctx context.Context, id string, in store.WebhookPatch) (*store.Webhook, error)
+	DeleteWebhook(ctx context.Context, id string) error
+	FindDeliveries(ctx context.Context, webhookID, status string, lp store.ListParams) (store.Page[*store.Delivery], error)
+	ReplayDelivery(ctx context.Context, webhookID, deliveryID string) (*store.Delivery, error)
+	TestWebhook(ctx context.Context, webhookID string) (*store.Delivery, error)
 }
 
 var (
@@ -108,6 +118,8 @@ const instructions = "Hustack is a CRM: accounts, contacts, leads, deals, activi
 	"upsert by external_id and use the batch tools for up to 100 records at once. " +
 	"With the admin:keys scope you can also list, create, rotate and revoke the workspace's API keys: a new key's " +
 	"secret is returned only once, so hand it to the user at once. " +
+	"With write:webhooks you can subscribe a URL to events (such as deal.created, account.* or *) so that changes are " +
+	"pushed to it; the subscription's signing secret is also returned only once. " +
 	"Errors come back as tool results with isError set and a JSON body {\"error\": code, \"message\": text}."
 
 // NewServer returns an MCP server with one tool per entry of the operation

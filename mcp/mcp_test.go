@@ -82,12 +82,16 @@ func scenario(t *testing.T, e *env, c connector, version string) {
 		// one changes nothing more. Creates only add.
 		// Revoking a key ends it for good and a policy update replaces the
 		// policy; repeating either changes nothing more. A rotation cuts the
-		// old key's life short and makes a new key on every call.
+		// old key's life short and makes a new key on every call. The
+		// webhook tools that send data to a URL reach the open world.
 		changes := slices.Contains([]store.Action{store.ActionUpdate, store.ActionUpsert, store.ActionBatchUpsert,
-			store.ActionDelete, store.ActionRevokeKey, store.ActionUpdatePolicy}, op.Action)
+			store.ActionDelete, store.ActionRevokeKey, store.ActionUpdatePolicy, store.ActionUpdateWebhook,
+			store.ActionDeleteWebhook}, op.Action)
 		destructive := changes || op.Action == store.ActionRotateKey
+		openWorld := slices.Contains([]store.Action{store.ActionCreateWebhook, store.ActionUpdateWebhook,
+			store.ActionReplayDelivery, store.ActionTestWebhook}, op.Action)
 		if tl.Annotations["readOnlyHint"] != op.ReadOnly || tl.Annotations["destructiveHint"] != destructive ||
-			tl.Annotations["idempotentHint"] != (op.ReadOnly || changes) || tl.Annotations["openWorldHint"] != false {
+			tl.Annotations["idempotentHint"] != (op.ReadOnly || changes) || tl.Annotations["openWorldHint"] != openWorld {
 			t.Errorf("%s: annotations %v", tl.Name, tl.Annotations)
 		}
 		if !tl.OutputSchema {

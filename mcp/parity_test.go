@@ -84,6 +84,10 @@ func TestParityWithRoutes(t *testing.T) {
 			want = append(want, jsonFields(api.RotateKeyRequest{})...)
 		case api.BodyKeyPolicy:
 			want = append(want, jsonFields(store.KeyPolicy{})...)
+		case api.BodyWebhookCreate:
+			want = append(want, jsonFields(api.CreateWebhookRequest{})...)
+		case api.BodyWebhookPatch:
+			want = append(want, jsonFields(api.UpdateWebhookRequest{})...)
 		default:
 			t.Errorf("route %s %s: body kind %q unknown to this test", rt.Method, rt.Path, rt.BodyKind)
 		}

@@ -151,7 +151,9 @@ func toolFor(op store.Operation) (mcp.Tool, bool) {
 	default:
 		var ok bool
 		if in, out, desc, ok = keyTool(op); !ok {
-			return mcp.Tool{}, false
+			if in, out, desc, ok = webhookTool(op); !ok {
+				return mcp.Tool{}, false
+			}
 		}
 	}
 	if takesIdempotencyKey(op) {
@@ -181,21 +183,27 @@ const idempotencyKeyArg = "idempotency_key"
 func takesIdempotencyKey(op store.Operation) bool { return !op.ReadOnly }
 
 // annotations sets every hint explicitly: unset hints default to
-// destructive, not idempotent and open-world. No tool reaches outside the
-// workspace (openWorld false). Reads change nothing. A create adds a record
-// (or a key) on every call but never changes existing data. An update or
-// upsert may overwrite or clear fields, which is destructive in MCP's sense
-// (not only additive), and repeating it changes nothing more (idempotent); so
-// does a delete, which removes the record for good, a revocation, which
-// ends a key for good, and a policy update, which replaces the policy. A
-// rotation cuts the old key's life short (destructive) and makes another
-// key on every call (not idempotent).
+// destructive, not idempotent and open-world. Reads change nothing. A
+// create adds a record (or a key, a subscription) on every call but never
+// changes existing data; so do a replay and a test, which add a delivery.
+// An update or upsert may overwrite or clear fields, which is destructive
+// in MCP's sense (not only additive), and repeating it changes nothing more
+// (idempotent); so does a delete, which removes the record for good, a
+// revocation, which ends a key for good, and a policy update, which
+// replaces the policy. A rotation cuts the old key's life short
+// (destructive) and makes another key on every call (not idempotent).
+//
+// Most tools stay inside the workspace (openWorld false). Those that send
+// the workspace's data to a URL of the caller's choosing reach the open
+// world: subscribing or changing a subscription, replaying a delivery and
+// testing a subscription.
 func annotations(op store.Operation) mcp.ToolAnnotation {
 	var destructive, idempotent bool
 	switch op.Action {
-	case store.ActionCreate, store.ActionBatchCreate, store.ActionCreateKey:
+	case store.ActionCreate, store.ActionBatchCreate, store.ActionCreateKey, store.ActionCreateWebhook,
+		store.ActionReplayDelivery, store.ActionTestWebhook:
 	case store.ActionUpdate, store.ActionUpsert, store.ActionBatchUpsert, store.ActionDelete,
-		store.ActionRevokeKey, store.ActionUpdatePolicy:
+		store.ActionRevokeKey, store.ActionUpdatePolicy, store.ActionUpdateWebhook, store.ActionDeleteWebhook:
 		destructive, idempotent = true, true
 	case store.ActionRotateKey:
 		destructive = true
@@ -207,8 +215,17 @@ func annotations(op store.Operation) mcp.ToolAnnotation {
 		ReadOnlyHint:    mcp.ToBoolPtr(op.ReadOnly),
 		DestructiveHint: mcp.ToBoolPtr(destructive),
 		IdempotentHint:  mcp.ToBoolPtr(idempotent),
-		OpenWorldHint:   mcp.ToBoolPtr(false),
+		OpenWorldHint:   mcp.ToBoolPtr(opensWorld(op)),
 	}
+}
+
+// opensWorld reports whether op's tool sends data outside Hustack.
+func opensWorld(op store.Operation) bool {
+	switch op.Action {
+	case store.ActionCreateWebhook, store.ActionUpdateWebhook, store.ActionReplayDelivery, store.ActionTestWebhook:
+		return true
+	}
+	return false
 }
 
 func title(op store.Operation) string {
