@@ -37,7 +37,8 @@ func (e *env) startServer(t *testing.T, svc *store.Service, cfg Config) {
 	t.Helper()
 	cfg.Queues = e.queues
 	cfg.PollInterval = 50 * time.Millisecond
-	for _, d := range []*time.Duration{&cfg.Retention, &cfg.TombstoneRetention, &cfg.DisableUnusedInterval} {
+	for _, d := range []*time.Duration{&cfg.Retention, &cfg.TombstoneRetention, &cfg.DisableUnusedInterval,
+		&cfg.WebhookSweepInterval, &cfg.DeliveryRetention, &cfg.KeyExpiryInterval} {
 		if *d == 0 {
 			*d = -1
 		}

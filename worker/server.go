@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -46,12 +47,49 @@ type Config struct {
 	// PollInterval is how often idle workers look for new tasks (default
 	// 1 s, asynq's own; lower means fresher usage data and more Redis load).
 	PollInterval time.Duration
+
+	// WebhookConcurrency is the number of webhook deliveries made at once
+	// (default 20). They have workers of their own, so that receivers slow
+	// to answer never hold back usage batches or maintenance.
+	WebhookConcurrency int
+	// WebhookPollInterval is how often idle delivery workers look for new
+	// tasks (default 100 ms). A change waits for it twice, at the fan-out
+	// and at the delivery; retries are moved to the queue every five polls,
+	// at most every second.
+	WebhookPollInterval time.Duration
+	// RelayInterval is how often the outbox is read for events written by
+	// other processes (default 250 ms); writes through this Server's own
+	// Service wake the relay at once.
+	RelayInterval time.Duration
+	// WebhookTimeout bounds one delivery attempt: connecting, sending and
+	// reading the answer (default 10 s, at most MaxWebhookTimeout).
+	WebhookTimeout time.Duration
+	// WebhookRetrySchedule is the waits before the second, third... attempt
+	// of a delivery, each with ±20% jitter (default
+	// DefaultWebhookRetrySchedule(): about three days;
+	// HUSTACK_WEBHOOK_RETRY_SCHEDULE, read with ParseRetrySchedule).
+	WebhookRetrySchedule []time.Duration
+	// WebhookDisableAfter is how long a subscription may keep failing,
+	// without a success, before the worker disables it with a reason
+	// (default 72 h).
+	WebhookDisableAfter time.Duration
+	// WebhookSweepInterval is how often pending deliveries more than
+	// SweepGrace overdue are dispatched again (default 1 min). Negative: never.
+	WebhookSweepInterval time.Duration
+	// DeliveryRetention is how long finished deliveries are kept in the
+	// delivery log (default 30 days); they are deleted every
+	// RetentionInterval. Negative: never delete them.
+	DeliveryRetention time.Duration
+	// KeyExpiryInterval is how often keys about to expire are announced
+	// with api_key.expiring events (default 1 h). Negative: never.
+	KeyExpiryInterval time.Duration
 }
 
 // Queues names the queues of the worker.
 type Queues struct {
 	Usage       string // usage batches (default QueueUsage)
-	Maintenance string // retention, purge and unused-key revocation (default QueueMaintenance)
+	Maintenance string // retention, purge, unused-key revocation and the webhook sweep (default QueueMaintenance)
+	Webhooks    string // webhook fan-outs and deliveries (default QueueWebhooks)
 }
 
 // Server defaults.
@@ -76,6 +114,9 @@ func (c Config) withDefaults() Config {
 	if c.Queues.Maintenance == "" {
 		c.Queues.Maintenance = QueueMaintenance
 	}
+	if c.Queues.Webhooks == "" {
+		c.Queues.Webhooks = QueueWebhooks
+	}
 	if c.Retention == 0 {
 		c.Retention = DefaultRetention
 	}
@@ -94,16 +135,47 @@ func (c Config) withDefaults() Config {
 	if c.PollInterval <= 0 {
 		c.PollInterval = time.Second
 	}
+	if c.WebhookConcurrency <= 0 {
+		c.WebhookConcurrency = DefaultWebhookConcurrency
+	}
+	if c.WebhookPollInterval <= 0 {
+		c.WebhookPollInterval = DefaultWebhookPollInterval
+	}
+	if c.RelayInterval <= 0 {
+		c.RelayInterval = DefaultRelayInterval
+	}
+	if c.WebhookTimeout <= 0 {
+		c.WebhookTimeout = DefaultWebhookTimeout
+	}
+	c.WebhookTimeout = min(c.WebhookTimeout, MaxWebhookTimeout)
+	if len(c.WebhookRetrySchedule) == 0 {
+		c.WebhookRetrySchedule = DefaultWebhookRetrySchedule()
+	}
+	if c.WebhookDisableAfter <= 0 {
+		c.WebhookDisableAfter = DefaultWebhookDisableAfter
+	}
+	if c.WebhookSweepInterval == 0 {
+		c.WebhookSweepInterval = DefaultWebhookSweepInterval
+	}
+	if c.DeliveryRetention == 0 {
+		c.DeliveryRetention = DefaultDeliveryRetention
+	}
+	if c.KeyExpiryInterval == 0 {
+		c.KeyExpiryInterval = DefaultKeyExpiryInterval
+	}
 	return c
 }
 
-// Server processes the worker's tasks: usage batches, and the maintenance
-// tasks that it also schedules. It runs alone (hustack worker) or inside
-// the API process: Start returns at once and Shutdown stops it, without
-// signal handling of its own.
+// Server processes the worker's tasks: usage batches, webhook fan-outs and
+// deliveries, and the maintenance tasks that it also schedules. It relays
+// the events of the outbox to the webhook workers. It runs alone (hustack
+// worker) or inside the API process: Start returns at once and Shutdown
+// stops it, without signal handling of its own.
 type Server struct {
 	cfg    Config
-	srv    *asynq.Server
+	srv    *asynq.Server // usage and maintenance
+	whSrv  *asynq.Server // webhooks, with workers of their own
+	relay  *relay
 	mux    *asynq.ServeMux
 	client *asynq.Client
 	rdb    redis.UniversalClient
@@ -121,6 +193,9 @@ const (
 	usageRetentionID    = "usage-retention-"
 	purgeExpiredID      = "purge-expired-"
 	disableUnusedKeysID = "keys-disable-unused-"
+	webhookSweepID      = "webhook-sweep-"
+	webhookRetentionID  = "webhook-retention-"
+	announceExpiringID  = "keys-announce-expiring-"
 )
 
 // periodicTask is a maintenance task that runs once per interval across
@@ -149,6 +224,9 @@ func NewServer(rdb redis.UniversalClient, svc *store.Service, cfg Config, logger
 		stop:   make(chan struct{}),
 	}
 	NewHandlers(svc, log).Register(s.mux)
+	NewWebhookHandlers(rdb, svc, cfg, log).Register(s.mux)
+	s.relay = &relay{svc: svc, enqueue: s.client.EnqueueContext, queue: cfg.Queues.Webhooks,
+		interval: cfg.RelayInterval, log: log}
 	if cfg.Retention > 0 {
 		s.periodic = append(s.periodic, &periodicTask{id: usageRetentionID, interval: cfg.RetentionInterval,
 			task: func() (*asynq.Task, error) { return NewUsageRetentionTask(cfg.Retention) }})
@@ -161,7 +239,28 @@ func NewServer(rdb redis.UniversalClient, svc *store.Service, cfg Config, logger
 		s.periodic = append(s.periodic, &periodicTask{id: disableUnusedKeysID, interval: cfg.DisableUnusedInterval,
 			task: func() (*asynq.Task, error) { return NewDisableUnusedKeysTask(), nil }})
 	}
+	if cfg.WebhookSweepInterval > 0 {
+		s.periodic = append(s.periodic, &periodicTask{id: webhookSweepID, interval: cfg.WebhookSweepInterval,
+			task: func() (*asynq.Task, error) { return NewWebhookSweepTask(), nil }})
+	}
+	if cfg.DeliveryRetention > 0 {
+		s.periodic = append(s.periodic, &periodicTask{id: webhookRetentionID, interval: cfg.RetentionInterval,
+			task: func() (*asynq.Task, error) { return NewWebhookRetentionTask(cfg.DeliveryRetention) }})
+	}
+	if cfg.KeyExpiryInterval > 0 {
+		s.periodic = append(s.periodic, &periodicTask{id: announceExpiringID, interval: cfg.KeyExpiryInterval,
+			task: func() (*asynq.Task, error) { return NewAnnounceExpiringKeysTask(), nil }})
+	}
 	redisDown := &atomic.Bool{}
+	healthCheck := func(err error) {
+		switch {
+		case err != nil && !redisDown.Swap(true):
+			log.Warn("worker cannot reach redis; asynq keeps retrying", "err", err)
+		case err == nil && redisDown.Swap(false):
+			log.Info("worker reaches redis again")
+		}
+	}
+	asynqLog := newAsynqLogger(log, 30*time.Second)
 	s.srv = asynq.NewServerFromRedisClient(rdb, asynq.Config{
 		Concurrency: cfg.Concurrency,
 		Queues: map[string]int{
@@ -169,20 +268,37 @@ func NewServer(rdb redis.UniversalClient, svc *store.Service, cfg Config, logger
 			cfg.Queues.Maintenance: 1,
 		},
 		ErrorHandler:      asynq.ErrorHandlerFunc(s.handleError),
-		Logger:            newAsynqLogger(log, 30*time.Second),
+		Logger:            asynqLog,
 		LogLevel:          asynq.WarnLevel,
 		ShutdownTimeout:   cfg.ShutdownTimeout,
 		TaskCheckInterval: cfg.PollInterval,
-		HealthCheckFunc: func(err error) {
-			switch {
-			case err != nil && !redisDown.Swap(true):
-				log.Warn("worker cannot reach redis; asynq keeps retrying", "err", err)
-			case err == nil && redisDown.Swap(false):
-				log.Info("worker reaches redis again")
-			}
-		},
+		HealthCheckFunc:   healthCheck,
+	})
+	s.whSrv = asynq.NewServerFromRedisClient(rdb, asynq.Config{
+		Concurrency:     cfg.WebhookConcurrency,
+		Queues:          map[string]int{cfg.Queues.Webhooks: 1},
+		ErrorHandler:    asynq.ErrorHandlerFunc(s.handleError),
+		Logger:          asynqLog,
+		LogLevel:        asynq.WarnLevel,
+		ShutdownTimeout: cfg.ShutdownTimeout,
+		// Each idle look for a task is one Redis call; retries, scheduled
+		// to the second, are moved to the queue every few looks.
+		TaskCheckInterval:        cfg.WebhookPollInterval,
+		DelayedTaskCheckInterval: min(5*cfg.WebhookPollInterval, time.Second),
+		RetryDelayFunc:           webhookRetryDelay,
+		HealthCheckFunc:          healthCheck,
 	})
 	return s
+}
+
+// webhookRetryDelay is the wait before asynq runs a failed webhook task
+// again: 1 s, doubling up to a minute, plus up to half as much jitter.
+// Webhook tasks fail only when the store or Redis does (a failed HTTP
+// attempt is recorded, not returned), so they are retried soon after it
+// comes back rather than after asynq's backoff of minutes to hours.
+func webhookRetryDelay(n int, _ error, _ *asynq.Task) time.Duration {
+	d := min(time.Second<<min(max(n, 0), 6), time.Minute)
+	return d + rand.N(d/2+1)
 }
 
 // handleError is the one place where task failures are logged: once per
@@ -203,34 +319,46 @@ func (s *Server) handleError(ctx context.Context, t *asynq.Task, err error) {
 	}
 }
 
-// Start starts processing, and scheduling the maintenance tasks that are
-// not disabled: usage retention, the purge of tombstones and idempotency
-// keys, and the revocation of unused keys.
+// Start starts processing, relaying webhook events, and scheduling the
+// maintenance tasks that are not disabled: usage retention, the purge of
+// tombstones and idempotency keys, the revocation of unused keys, the
+// sweep of overdue deliveries, the delivery log's retention and the
+// announcement of expiring keys.
 func (s *Server) Start() error {
 	if err := s.srv.Start(s.mux); err != nil {
 		return fmt.Errorf("worker: start: %w", err)
 	}
-	s.started.Store(true)
-	if len(s.periodic) > 0 {
-		s.wg.Add(1)
-		go s.schedule()
+	if err := s.whSrv.Start(s.mux); err != nil {
+		s.srv.Shutdown()
+		return fmt.Errorf("worker: start webhook workers: %w", err)
 	}
-	s.log.Info("worker started", "concurrency", s.cfg.Concurrency,
-		"queues", []string{s.cfg.Queues.Usage, s.cfg.Queues.Maintenance},
+	s.started.Store(true)
+	s.wg.Go(func() { s.relay.run(s.stop) })
+	if len(s.periodic) > 0 {
+		s.wg.Go(s.schedule)
+	}
+	s.log.Info("worker started", "concurrency", s.cfg.Concurrency, "webhook_concurrency", s.cfg.WebhookConcurrency,
+		"queues", []string{s.cfg.Queues.Usage, s.cfg.Queues.Maintenance, s.cfg.Queues.Webhooks},
 		"retention", s.cfg.Retention, "retention_interval", s.cfg.RetentionInterval,
-		"tombstone_retention", s.cfg.TombstoneRetention, "disable_unused_interval", s.cfg.DisableUnusedInterval)
+		"tombstone_retention", s.cfg.TombstoneRetention, "disable_unused_interval", s.cfg.DisableUnusedInterval,
+		"webhook_timeout", s.cfg.WebhookTimeout, "webhook_retry_schedule", s.cfg.WebhookRetrySchedule,
+		"webhook_disable_after", s.cfg.WebhookDisableAfter, "delivery_retention", s.cfg.DeliveryRetention)
 	return nil
 }
 
-// Shutdown stops taking tasks, lets running ones finish for up to
-// ShutdownTimeout and puts the others back in their queue.
+// Shutdown stops relaying and taking tasks, lets running ones (deliveries
+// included) finish for up to ShutdownTimeout and puts the others back in
+// their queue.
 func (s *Server) Shutdown() {
 	if !s.started.Swap(false) {
 		return
 	}
 	close(s.stop)
 	s.wg.Wait()
-	s.srv.Shutdown()
+	var wg sync.WaitGroup
+	wg.Go(s.srv.Shutdown)
+	wg.Go(s.whSrv.Shutdown)
+	wg.Wait()
 	s.log.Info("worker stopped")
 }
 
@@ -288,7 +416,6 @@ func (s *Server) queuedUsageTasks(ctx context.Context) (int64, error) {
 // same slot is refused as a conflict. Checking four times per interval makes
 // up for clock drift and for Redis being away at a check.
 func (s *Server) schedule() {
-	defer s.wg.Done()
 	shortest := s.periodic[0].interval
 	for _, p := range s.periodic {
 		shortest = min(shortest, p.interval)

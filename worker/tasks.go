@@ -27,13 +27,33 @@ const (
 	// workspace says have gone unused for too long (no payload). Workspaces
 	// whose policy does not ask for it (the default) are left alone.
 	TypeKeysDisableUnused = "keys:disable-unused"
+
+	// TypeWebhookFanOut turns events of the outbox into deliveries, hands
+	// them to TypeWebhookDeliver tasks and removes the events from the
+	// outbox (WebhookFanOutPayload).
+	TypeWebhookFanOut = "webhook:fanout"
+	// TypeWebhookDeliver makes one attempt at a delivery
+	// (WebhookDeliverPayload).
+	TypeWebhookDeliver = "webhook:deliver"
+	// TypeWebhookSweep dispatches again the pending deliveries whose
+	// attempt is overdue, because their task was lost (no payload).
+	TypeWebhookSweep = "webhook:sweep"
+	// TypeWebhookRetention deletes finished deliveries older than the
+	// delivery log's retention (WebhookRetentionPayload).
+	TypeWebhookRetention = "webhook:retention"
+	// TypeKeysAnnounceExpiring records an api_key.expiring event for each
+	// key about to expire, once per key (no payload).
+	TypeKeysAnnounceExpiring = "keys:announce-expiring"
 )
 
 // Default queue names. Usage batches have their own queue so that
 // maintenance never delays them; Server processes both, usage first (6:1).
+// Webhook fan-outs and deliveries have a queue, and workers, of their own,
+// so that slow receivers never hold back usage or maintenance.
 const (
 	QueueUsage       = "usage"
 	QueueMaintenance = "maintenance"
+	QueueWebhooks    = "webhooks"
 )
 
 // Options of the usage batch task.

@@ -38,8 +38,8 @@ func newEnv(t *testing.T) *env {
 	opts := redistest.Options(t)
 	e := &env{opts: opts, rdb: redistest.Client(t)}
 	name := redistest.Name(t)
-	e.queues = Queues{Usage: name + "-usage", Maintenance: name + "-maintenance"}
-	t.Cleanup(func() { redistest.DeleteQueues(t, opts, e.queues.Usage, e.queues.Maintenance) })
+	e.queues = Queues{Usage: name + "-usage", Maintenance: name + "-maintenance", Webhooks: name + "-webhooks"}
+	t.Cleanup(func() { redistest.DeleteQueues(t, opts, e.queues.Usage, e.queues.Maintenance, e.queues.Webhooks) })
 	e.openStore(t)
 	return e
 }
@@ -81,6 +81,11 @@ func (e *env) server(t *testing.T, cfg Config, logger *slog.Logger) *Server {
 	}
 	if cfg.DisableUnusedInterval == 0 {
 		cfg.DisableUnusedInterval = -1 // tests of unused keys turn it on
+	}
+	for _, d := range []*time.Duration{&cfg.WebhookSweepInterval, &cfg.DeliveryRetention, &cfg.KeyExpiryInterval} {
+		if *d == 0 {
+			*d = -1 // tests of webhooks turn them on
+		}
 	}
 	s := NewServer(e.rdb, e.svc, cfg, logger)
 	if err := s.Start(); err != nil {
