@@ -85,9 +85,8 @@ func withBatcherConfig(c worker.BatcherConfig) appOption {
 	return func(o *appOptions) { o.batcher = c }
 }
 
-// withWorkerConfig configures the in-process worker; its Retention defaults
-// to HUSTACK_USAGE_RETENTION and its TombstoneRetention to
-// HUSTACK_TOMBSTONE_RETENTION.
+// withWorkerConfig configures the in-process worker; its zero fields take
+// the configuration's values (Config.workerConfig).
 func withWorkerConfig(c worker.Config) appOption {
 	return func(o *appOptions) { o.worker = c }
 }
@@ -127,15 +126,10 @@ func newApp(ctx context.Context, cfg Config, logger *slog.Logger, opts ...appOpt
 	if o.usage {
 		a.Batcher = worker.NewBatcher(a.Redis.Client, o.batcher, logger)
 	}
+	// Replays and test pings go to the delivery workers at once.
+	a.Service.SetDispatcher(worker.NewDispatcher(a.Redis.Client, o.worker.Queues.Webhooks))
 	if cfg.Worker {
-		wc := o.worker
-		if wc.Retention == 0 {
-			wc.Retention = cfg.UsageRetention
-		}
-		if wc.TombstoneRetention == 0 {
-			wc.TombstoneRetention = cfg.TombstoneRetention
-		}
-		a.Worker = worker.NewServer(a.Redis.Client, a.Service, wc, logger)
+		a.Worker = worker.NewServer(a.Redis.Client, a.Service, cfg.workerConfig(o.worker), logger)
 		if err = a.Worker.Start(); err != nil {
 			a.Worker = nil
 			return nil, err

@@ -107,6 +107,7 @@ type benchOptions struct {
 	only        map[string]bool // --scenarios; nil: every scenario
 	deferWorker bool
 	deep        int // accounts of the deep pagination part; 0: not run
+	deliveries  int // notes of the webhook delivery backlog
 }
 
 // runBench is `hustack bench`, the project's load test: it drives HTTP load
@@ -131,14 +132,15 @@ func runBench(ctx context.Context, c *cli, args []string) error {
 	fs.IntVar(&o.deep, "deep", 0, fmt.Sprintf("also measure deep pagination: seed a workspace of `N` accounts (%d to %d) and "+
 		"compare its first page with the page at depth N-%d by cursor and by offset (scenarios 6a, 6b, 6c; in process only)",
 		benchMinDeep, benchMaxDeep, benchPageSize))
+	fs.IntVar(&o.deliveries, "deliveries", 1000, fmt.Sprintf("notes `N` of the webhook delivery part, each sent to %d subscriptions (10 to 100000)", benchDeliverySubs))
 	scenarios := fs.String("scenarios", "", "run only these scenarios: `IDS` separated by commas, such as 1,2,3on "+
-		"(default all; 6 is 6a,6b,6c)")
+		"(default all; 6 is 6a,6b,6c; 7 is 7a,7b and the webhook deliveries)")
 	if _, err := c.parse(fs, args, 0, 0); err != nil {
 		return err
 	}
 	if *scenarios != "" {
 		o.only = map[string]bool{}
-		known := slices.Concat(scenarioIDs, deepScenarioIDs)
+		known := slices.Concat(scenarioIDs, deepScenarioIDs, webhookScenarioIDs)
 		for id := range strings.SplitSeq(*scenarios, ",") {
 			id = strings.TrimSpace(id)
 			switch {
@@ -146,10 +148,14 @@ func runBench(ctx context.Context, c *cli, args []string) error {
 				for _, d := range deepScenarioIDs {
 					o.only[d] = true
 				}
+			case id == scenHooks:
+				for _, d := range webhookScenarioIDs {
+					o.only[d] = true
+				}
 			case slices.Contains(known, id):
 				o.only[id] = true
 			default:
-				return usageErrorf("bench: --scenarios: unknown scenario %q; the scenarios are %s (6 for all of 6a, 6b, 6c)",
+				return usageErrorf("bench: --scenarios: unknown scenario %q; the scenarios are %s (6 for all of 6a, 6b, 6c; 7 for 7a, 7b)",
 					id, strings.Join(known, ", "))
 			}
 		}
@@ -198,6 +204,8 @@ func (o *benchOptions) validate(cfg Config) error {
 		return usageErrorf("bench: --seed must be between 0 and %d", benchMaxSeed)
 	case o.deep != 0 && (o.deep < benchMinDeep || o.deep > benchMaxDeep):
 		return usageErrorf("bench: --deep must be 0 (off) or between %d and %d", benchMinDeep, benchMaxDeep)
+	case o.deliveries < 10 || o.deliveries > 100_000:
+		return usageErrorf("bench: --deliveries must be between 10 and 100000")
 	case o.deep != 0 && o.url != "":
 		return usageErrorf("bench: --deep needs the in-process server; it cannot be used with --url")
 	case o.deep == 0 && o.only != nil && slices.ContainsFunc(deepScenarioIDs, func(id string) bool { return o.only[id] }):
@@ -281,8 +289,10 @@ type benchReport struct {
 	Ratios      []ratioResult    `json:"ratios"`
 	Events      eventsResult     `json:"events"`
 	// Deep is the deep pagination part; nil unless --deep selected it.
-	Deep  *deepResult `json:"deep,omitempty"`
-	Notes []string    `json:"notes"`
+	Deep *deepResult `json:"deep,omitempty"`
+	// Webhooks is the webhook delivery part (in process only).
+	Webhooks *webhookResult `json:"webhooks,omitempty"`
+	Notes    []string       `json:"notes"`
 }
 
 // scenarioResult is one measured scenario. Latencies are client-side, from
@@ -396,6 +406,11 @@ func (r *benchReport) computeRatios() {
 			ratio("6c/6a", "page at depth N-50 by offset / first page (no target: for comparison)",
 				scenDeepOffset, scenDeepFirst, 0))
 	}
+	if r.scenario(scenHooksMany) != nil {
+		r.Ratios = append(r.Ratios, ratio("7b/7a",
+			fmt.Sprintf("create note with %d webhook subscriptions / with none (fan-out is the worker's)", benchFanOut),
+			scenHooksMany, scenHooksNone, targetFanOut))
+	}
 }
 
 // failure is the error that makes the command exit non-zero: a request
@@ -413,6 +428,10 @@ func (r *benchReport) failure() error {
 	if r.Events.Skipped == "" && !r.Events.Match {
 		bad = append(bad, fmt.Sprintf("usage events: %d sent, %d stored, %d dropped, %d recorded for %d responses",
 			r.Events.Sent, r.Events.Stored, r.Events.Dropped, r.Events.Recorded, r.Events.Responses))
+	}
+	if h := r.Webhooks; h != nil && (h.Received != int64(h.Deliveries+h.LatencyNotes*h.Subscriptions) || h.BadSignatures > 0) {
+		bad = append(bad, fmt.Sprintf("webhooks: %d deliveries received of %d, %d bad signatures",
+			h.Received, h.Deliveries+h.LatencyNotes*h.Subscriptions, h.BadSignatures))
 	}
 	if len(bad) > 0 {
 		return fmt.Errorf("bench failed: %s", strings.Join(bad, "; "))
@@ -486,6 +505,13 @@ func (r *benchReport) writeTable(w io.Writer) {
 		fmt.Fprintf(w, "Deep pagination: %d accounts seeded in %.3f s (%.0f/s, %d writers through the store); "+
 			"the cursor of depth %d took a walk of %d pages of %d in %.3f s; cursor and offset pages hold %s\n",
 			d.Accounts, d.SeedSeconds, d.SeedPerSecond, d.SeedWriters, d.Depth, d.WalkPages, d.WalkLimit, d.WalkSeconds, same)
+	}
+	if h := r.Webhooks; h != nil {
+		fmt.Fprintf(w, "Webhook deliveries: %d events x %d subscriptions = %d deliveries to a local receiver in %.3f s: %.0f deliveries/s "+
+			"(received %d distinct, %d duplicates, %d bad signatures)\n",
+			h.Events, h.Subscriptions, h.Deliveries, h.Seconds, h.PerSecond, h.Received, h.Duplicates, h.BadSignatures)
+		fmt.Fprintf(w, "Webhook latency, record created to delivery received (%d notes, one every %s, worker idle): p50 %.1f ms, p99 %.1f ms, max %.1f ms\n",
+			h.LatencyNotes, benchTrickleEvery, h.LatencyP50MS, h.LatencyP99MS, h.LatencyMaxMS)
 	}
 	for _, n := range r.Notes {
 		fmt.Fprintln(w, "Note: "+n)

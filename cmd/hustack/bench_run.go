@@ -130,6 +130,14 @@ func benchInProcess(ctx context.Context, c *cli, o benchOptions) (_ *benchReport
 		rep.Scenarios = append(rep.Scenarios, scenarios...)
 		keys = append(keys, deepKey)
 	}
+	if o.webhooksSelected() {
+		hooks, scenarios, err := runWebhooks(ctx, br, cfg, o.deliveries, logger, c.stderr)
+		if err != nil {
+			return nil, err
+		}
+		rep.Webhooks = hooks
+		rep.Scenarios = append(rep.Scenarios, scenarios...)
+	}
 	rep.computeRatios()
 
 	// The events check: stop taking requests, flush and drain, then count
@@ -180,6 +188,9 @@ func benchInProcess(ctx context.Context, c *cli, o benchOptions) (_ *benchReport
 	)
 	if rep.Deep != nil {
 		rep.Notes = append(rep.Notes, deepNote())
+	}
+	if rep.Webhooks != nil {
+		rep.Notes = append(rep.Notes, webhookNote(o.deliveries))
 	}
 	return rep, nil
 }

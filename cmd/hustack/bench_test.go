@@ -44,7 +44,7 @@ func TestBenchInProcess(t *testing.T) {
 	t.Parallel()
 	e := newTestEnv(t)
 	rep := mustJSON[benchReport](t, e, "bench", "--json", "--duration", "150ms", "--warmup", "50ms",
-		"--concurrency", "2", "--seed", "60")
+		"--concurrency", "2", "--seed", "60", "--deliveries", "20")
 
 	if rep.Mode != "in-process" || rep.Concurrency != 2 || rep.Accounts != 60 || rep.Deep != nil {
 		t.Errorf("report header: mode %q, concurrency %d, accounts %d, deep %+v", rep.Mode, rep.Concurrency, rep.Accounts, rep.Deep)
@@ -53,13 +53,19 @@ func TestBenchInProcess(t *testing.T) {
 	for _, s := range rep.Scenarios {
 		ids = append(ids, s.ID)
 	}
-	if !slices.Equal(ids, scenarioIDs) {
-		t.Errorf("scenarios %v, want %v", ids, scenarioIDs)
+	if want := slices.Concat(scenarioIDs, webhookScenarioIDs); !slices.Equal(ids, want) {
+		t.Errorf("scenarios %v, want %v", ids, want)
 	}
-	for _, id := range scenarioIDs {
+	for _, id := range slices.Concat(scenarioIDs, webhookScenarioIDs) {
 		checkMeasured(t, rep, id)
 	}
-	for _, name := range []string{"2/1", "2off/1", "2/2off", "3on/3off", "5/3on"} {
+	// The webhook part: every delivery arrived once, correctly signed.
+	if h := rep.Webhooks; h == nil || h.Events != 20 || h.Deliveries != 20*benchDeliverySubs ||
+		h.Received != int64(h.Deliveries+h.LatencyNotes*h.Subscriptions) || h.LatencyNotes != 20 ||
+		h.BadSignatures != 0 || h.PerSecond <= 0 || h.LatencyP50MS <= 0 || h.LatencyP50MS > h.LatencyP99MS {
+		t.Errorf("webhooks: %+v", h)
+	}
+	for _, name := range []string{"2/1", "2off/1", "2/2off", "3on/3off", "5/3on", "7b/7a"} {
 		r := ratioOf(rep, name)
 		if r == nil || r.Skipped != "" || r.Value == nil || *r.Value <= 0 || r.CPUValue == nil || (r.Met == nil) != (r.Target == nil) {
 			t.Errorf("ratio %s: %+v", name, r)
@@ -74,7 +80,7 @@ func TestBenchInProcess(t *testing.T) {
 	// scenarios' requests, the warm-ups and the first requests.
 	var measured uint64
 	for _, s := range rep.Scenarios {
-		if s.ID != scenBare && s.ID != scenChainOff && s.ID != scenListOff {
+		if s.ID != scenBare && s.ID != scenChainOff && s.ID != scenListOff && !slices.Contains(webhookScenarioIDs, s.ID) {
 			measured += uint64(s.Requests)
 		}
 	}

@@ -148,7 +148,7 @@ func loadConfig(getenv func(string) string) (Config, error) {
 		return Config{}, err
 	}
 	if v := strings.TrimSpace(getenv("HUSTACK_WEBHOOK_RETRY_SCHEDULE")); v != "" {
-		if c.WebhookRetries, err = parseSchedule(v); err != nil {
+		if c.WebhookRetries, err = worker.ParseRetrySchedule(v); err != nil {
 			return Config{}, fmt.Errorf("HUSTACK_WEBHOOK_RETRY_SCHEDULE: %w", err)
 		}
 	}
@@ -156,8 +156,8 @@ func loadConfig(getenv func(string) string) (Config, error) {
 		if c.WebhookTimeout, err = parseDuration(v); err != nil {
 			return Config{}, fmt.Errorf("HUSTACK_WEBHOOK_TIMEOUT: %w", err)
 		}
-		if c.WebhookTimeout > time.Minute {
-			return Config{}, fmt.Errorf("HUSTACK_WEBHOOK_TIMEOUT: %q is too long; at most 1m", v)
+		if c.WebhookTimeout > worker.MaxWebhookTimeout {
+			return Config{}, fmt.Errorf("HUSTACK_WEBHOOK_TIMEOUT: %q is too long; at most %s", v, worker.MaxWebhookTimeout)
 		}
 	}
 	if v := strings.TrimSpace(getenv("HUSTACK_WEBHOOK_DISABLE_AFTER")); v != "" {
@@ -218,27 +218,7 @@ func parseDuration(s string) (time.Duration, error) {
 	return d, nil
 }
 
-// parseSchedule reads a comma-separated list of delays ("10s,1m,5m"), at
-// most 20 of them, each at most 7 days.
-func parseSchedule(s string) ([]time.Duration, error) {
-	var out []time.Duration
-	for _, part := range strings.Split(s, ",") {
-		d, err := parseDuration(part)
-		if err != nil {
-			return nil, fmt.Errorf("in %q: %w", s, err)
-		}
-		if d > 7*24*time.Hour {
-			return nil, fmt.Errorf("%q is longer than 7d", strings.TrimSpace(part))
-		}
-		out = append(out, d)
-	}
-	if len(out) > 20 {
-		return nil, fmt.Errorf("%d delays; at most 20", len(out))
-	}
-	return out, nil
-}
-
-// formatSchedule writes a schedule as parseSchedule reads it.
+// formatSchedule writes a schedule as worker.ParseRetrySchedule reads it.
 func formatSchedule(ds []time.Duration) string {
 	if len(ds) == 0 {
 		return "default"
@@ -255,6 +235,26 @@ func durationOrDefault(d time.Duration) string {
 		return "default"
 	}
 	return d.String()
+}
+
+// workerConfig returns base with the worker settings of the configuration.
+func (c Config) workerConfig(base worker.Config) worker.Config {
+	if base.Retention == 0 {
+		base.Retention = c.UsageRetention
+	}
+	if base.TombstoneRetention == 0 {
+		base.TombstoneRetention = c.TombstoneRetention
+	}
+	if base.WebhookRetrySchedule == nil {
+		base.WebhookRetrySchedule = c.WebhookRetries
+	}
+	if base.WebhookTimeout == 0 {
+		base.WebhookTimeout = c.WebhookTimeout
+	}
+	if base.WebhookDisableAfter == 0 {
+		base.WebhookDisableAfter = c.WebhookDisableAfter
+	}
+	return base
 }
 
 // storeDescription says which backend the configuration selects, without
