@@ -185,13 +185,20 @@ type Event struct {
 	Data        json.RawMessage `json:"data"`
 }
 
-// MarshalJSON writes created_at with milliseconds, as every API timestamp.
+// MarshalJSON writes the fields in the documented order, created_at with
+// milliseconds as every API timestamp.
 func (e Event) MarshalJSON() ([]byte, error) {
-	type plain Event
+	data := e.Data
+	if data == nil {
+		data = json.RawMessage("null")
+	}
 	return json.Marshal(struct {
-		plain
-		CreatedAt string `json:"created_at"`
-	}{plain(e), e.CreatedAt.UTC().Format(TimeFormat)})
+		ID          string          `json:"id"`
+		Type        string          `json:"type"`
+		CreatedAt   string          `json:"created_at"`
+		WorkspaceID string          `json:"workspace_id"`
+		Data        json.RawMessage `json:"data"`
+	}{e.ID, e.Type, e.CreatedAt.UTC().Format(TimeFormat), e.WorkspaceID, data})
 }
 
 // NewRecordEvent returns the event announcing that rec was created, updated

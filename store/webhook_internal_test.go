@@ -127,7 +127,8 @@ func TestNewRecordEventDeleted(t *testing.T) {
 		t.Errorf("deleted event = %+v", ev)
 	}
 	body, _ := json.Marshal(ev)
-	if !strings.Contains(string(body), `"created_at":"2026-11-25T10:01:00.000Z"`) || !strings.Contains(string(body), `"type":"deal.deleted"`) {
+	want := `{"id":"` + ev.ID + `","type":"deal.deleted","created_at":"2026-11-25T10:01:00.000Z","workspace_id":"` + rec.WorkspaceID + `","data":{"id":`
+	if !strings.HasPrefix(string(body), want) {
 		t.Errorf("event JSON = %s", body)
 	}
 }

@@ -126,6 +126,7 @@ func newApp(ctx context.Context, cfg Config, logger *slog.Logger, opts ...appOpt
 	if o.usage {
 		a.Batcher = worker.NewBatcher(a.Redis.Client, o.batcher, logger)
 	}
+	warnInsecureWebhooks(cfg, logger)
 	// Replays and test pings go to the delivery workers at once.
 	a.Service.SetDispatcher(worker.NewDispatcher(a.Redis.Client, o.worker.Queues.Webhooks))
 	if cfg.Worker {
@@ -155,6 +156,15 @@ func newApp(ctx context.Context, cfg Config, logger *slog.Logger, opts ...appOpt
 	}
 	a.handler = api.New(ac)
 	return a, nil
+}
+
+// warnInsecureWebhooks says, once at start-up, that webhooks may reach this
+// network when HUSTACK_WEBHOOK_ALLOW_INSECURE is on.
+func warnInsecureWebhooks(cfg Config, logger *slog.Logger) {
+	if cfg.WebhookAllowInsecure {
+		logger.Warn("HUSTACK_WEBHOOK_ALLOW_INSECURE is on: webhooks may use http and reach loopback, private and " +
+			"link-local addresses, including this host's services; use it only for tests and local development")
+	}
 }
 
 // newLimiter builds the rate limiter: per instance with the embedded Redis,

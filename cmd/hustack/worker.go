@@ -40,6 +40,7 @@ func runWorker(ctx context.Context, c *cli, args []string) error {
 	}
 	defer rds.Close()
 
+	warnInsecureWebhooks(c.cfg, logger)
 	srv := worker.NewServer(rds.Client, svc, c.cfg.workerConfig(worker.Config{}), logger)
 	if err := srv.Start(); err != nil {
 		return fmt.Errorf("start worker: %w", err)
