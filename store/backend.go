@@ -98,21 +98,25 @@ type Backend interface {
 	// Webhook subscriptions. FindWebhooks returns a workspace's
 	// subscriptions oldest first. UpdateWebhook replaces url, events,
 	// description, enabled, disabled_reason, failing_since, expires_at,
-	// scopes and updated_at of an existing subscription (not_found if the
-	// workspace has none with w.ID). DeleteWebhook removes a subscription
-	// and its deliveries.
+	// scopes and updated_at of an existing subscription, provided its
+	// updated_at still equals prevUpdatedAt (else exactly ErrStale;
+	// not_found if the workspace has none with w.ID). DeleteWebhook removes
+	// a subscription and its deliveries.
 	CreateWebhook(ctx context.Context, w *Webhook) error
 	FindWebhookByID(ctx context.Context, workspaceID, id string) (*Webhook, error)
 	FindWebhooks(ctx context.Context, workspaceID string) ([]*Webhook, error)
-	UpdateWebhook(ctx context.Context, w *Webhook) error
+	UpdateWebhook(ctx context.Context, w *Webhook, prevUpdatedAt time.Time) error
 	DeleteWebhook(ctx context.Context, workspaceID, id string) error
 	// SetWebhookFailing sets failing_since to at unless it is already set
 	// (at == nil clears it). It changes nothing else, so that it never
 	// undoes a client's concurrent update. Unknown ids are no error.
 	SetWebhookFailing(ctx context.Context, workspaceID, id string, at *time.Time) error
-	// DisableWebhook turns a subscription off with a reason, at the given
-	// time. Unknown ids are no error.
-	DisableWebhook(ctx context.Context, workspaceID, id, reason string, at time.Time) error
+	// DisableWebhook turns an enabled subscription off with a reason,
+	// setting updated_at to at; when failingSince is not nil, only if its
+	// failing_since still equals *failingSince (a success or a client's
+	// re-enable meanwhile keeps it on). It reports whether it disabled it.
+	// Unknown ids are no error.
+	DisableWebhook(ctx context.Context, workspaceID, id, reason string, at time.Time, failingSince *time.Time) (bool, error)
 
 	// The outbox. Every write that changes a record (InsertRecord,
 	// UpdateRecord, DeleteRecord) or a key's life (CreateAPIKey, an
@@ -121,10 +125,11 @@ type Backend interface {
 	// the change: a change is never stored without its event, nor an event
 	// without its change.
 	//
-	// ClaimEvents returns up to limit stored events, oldest first, that
-	// were never claimed or were claimed before staleBefore, and marks them
-	// claimed at now. DeleteEvents removes events once they are handed on;
-	// unknown ids are no error.
+	// ClaimEvents returns up to limit stored events, in id order (ids are
+	// UUIDv7, so oldest first), that were never claimed or were claimed
+	// before staleBefore, and marks them claimed at now. DeleteEvents
+	// removes claimed events once they are handed on; unknown ids are no
+	// error.
 	ClaimEvents(ctx context.Context, now, staleBefore time.Time, limit int) ([]Event, error)
 	DeleteEvents(ctx context.Context, ids []string) error
 	// MarkAPIKeyExpiring records, once per key, that its expiry was

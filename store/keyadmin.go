@@ -199,7 +199,8 @@ func (s *Service) SetKeyPolicy(ctx context.Context, workspaceID string, p KeyPol
 
 // DisableUnusedKeys revokes, in every workspace whose policy asks for it,
 // the usable keys not used (or, if never used, created) for longer than the
-// policy allows. It returns how many keys it revoked.
+// policy allows. It returns how many keys it revoked. Their webhook
+// subscriptions stay on: a key that only subscribed is in use through them.
 func (s *Service) DisableUnusedKeys(ctx context.Context) (int, error) {
 	wss, err := s.backend.FindWorkspaces(ctx)
 	if err != nil {
@@ -363,7 +364,8 @@ func ratePerSecond(r RateLimit) float64 {
 	return float64(r.Count) / r.Period.Seconds()
 }
 
-// RevokeAPIKey revokes a key the caller manages (possibly itself).
+// RevokeAPIKey revokes a key the caller manages (possibly itself) and turns
+// off the webhook subscriptions it created.
 func (sc *Scoped) RevokeAPIKey(ctx context.Context, id string) (*KeyInfo, error) {
 	if err := sc.authorize(operationFor(ActionRevokeKey, nil)); err != nil {
 		return nil, err
@@ -376,6 +378,9 @@ func (sc *Scoped) RevokeAPIKey(ctx context.Context, id string) (*KeyInfo, error)
 		return nil, err
 	}
 	sc.s.keys.forget(k.Hash)
+	if err := sc.s.disableWebhooksOf(ctx, k); err != nil {
+		return nil, err
+	}
 	k, err = sc.s.backend.FindAPIKeyByID(ctx, sc.p.WorkspaceID, k.ID)
 	if err != nil {
 		return nil, err

@@ -1,7 +1,6 @@
 package store
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -39,45 +38,75 @@ type Record struct {
 // (null when unset) in declaration order. The workspace id is not written:
 // it is always the caller's own.
 func (r Record) MarshalJSON() ([]byte, error) {
-	var b bytes.Buffer
-	b.WriteString(`{"id":`)
-	writeJSON(&b, r.ID)
+	b := make([]byte, 0, 512)
+	b = append(b, `{"id":`...)
+	b = appendJSONString(b, r.ID)
 	if r.DeletedAt != nil {
-		b.WriteString(`,"deleted":true,"deleted_at":`)
-		writeJSON(&b, r.DeletedAt.UTC().Format(TimeFormat))
-		b.WriteString(`,"external_id":`)
-		writeJSON(&b, r.Fields[ExternalIDField])
-		b.WriteString(`,"created_at":`)
-		writeJSON(&b, r.CreatedAt.UTC().Format(TimeFormat))
-		b.WriteString(`,"updated_at":`)
-		writeJSON(&b, r.UpdatedAt.UTC().Format(TimeFormat))
-		b.WriteByte('}')
-		return b.Bytes(), nil
+		b = append(b, `,"deleted":true,"deleted_at":`...)
+		b = appendJSONTime(b, *r.DeletedAt)
+		b = append(b, `,"external_id":`...)
+		b = appendJSON(b, r.Fields[ExternalIDField])
+		b = append(b, `,"created_at":`...)
+		b = appendJSONTime(b, r.CreatedAt)
+		b = append(b, `,"updated_at":`...)
+		b = appendJSONTime(b, r.UpdatedAt)
+		return append(b, '}'), nil
 	}
 	if r.Resource != nil {
 		for _, f := range r.Resource.Fields {
-			b.WriteString(`,"` + f.Name + `":`)
-			writeJSON(&b, r.Fields[f.Name])
+			b = append(b, `,"`...)
+			b = append(b, f.Name...)
+			b = append(b, `":`...)
+			b = appendJSON(b, r.Fields[f.Name])
 		}
 	}
-	b.WriteString(`,"created_at":`)
-	writeJSON(&b, r.CreatedAt.UTC().Format(TimeFormat))
-	b.WriteString(`,"updated_at":`)
-	writeJSON(&b, r.UpdatedAt.UTC().Format(TimeFormat))
-	b.WriteString(`,"created_via":`)
-	writeJSON(&b, r.CreatedVia)
-	b.WriteString(`,"api_key_id":`)
-	writeJSON(&b, r.APIKeyID)
-	b.WriteByte('}')
-	return b.Bytes(), nil
+	b = append(b, `,"created_at":`...)
+	b = appendJSONTime(b, r.CreatedAt)
+	b = append(b, `,"updated_at":`...)
+	b = appendJSONTime(b, r.UpdatedAt)
+	b = append(b, `,"created_via":`...)
+	b = appendJSONString(b, r.CreatedVia)
+	b = append(b, `,"api_key_id":`...)
+	b = appendJSONString(b, r.APIKeyID)
+	return append(b, '}'), nil
 }
 
-func writeJSON(b *bytes.Buffer, v any) {
+// appendJSON appends a field value as json.Marshal writes it.
+func appendJSON(b []byte, v any) []byte {
+	switch v := v.(type) {
+	case nil:
+		return append(b, "null"...)
+	case string:
+		return appendJSONString(b, v)
+	}
 	out, err := json.Marshal(v)
 	if err != nil { // only strings, float64 and nil are stored; cannot happen
-		out = []byte("null")
+		return append(b, "null"...)
 	}
-	b.Write(out)
+	return append(b, out...)
+}
+
+// appendJSONString appends s as json.Marshal writes it: as it is, quoted,
+// when it holds only printable ASCII that JSON (with json.Marshal's HTML
+// escaping) leaves alone, else through json.Marshal.
+func appendJSONString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c < 0x20, c >= 0x7f, c == '"', c == '\\', c == '<', c == '>', c == '&':
+			out, _ := json.Marshal(s) // a string always marshals
+			return append(b, out...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
+}
+
+// appendJSONTime appends t in UTC as a quoted TimeFormat string.
+func appendJSONTime(b []byte, t time.Time) []byte {
+	b = append(b, '"')
+	b = t.UTC().AppendFormat(b, TimeFormat)
+	return append(b, '"')
 }
 
 // UnmarshalJSON reads a record written by MarshalJSON. Set Resource first to

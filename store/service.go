@@ -21,6 +21,8 @@ type Service struct {
 	targets  TargetPolicy
 	dispatch Dispatcher
 	changes  chan struct{}
+	// claimTimeout overrides EventClaimTimeout when set.
+	claimTimeout time.Duration
 }
 
 // Option configures a Service.
@@ -176,7 +178,8 @@ func (s *Service) FindAPIKeys(ctx context.Context, workspaceID string) ([]*APIKe
 	return s.backend.FindAPIKeys(ctx, workspaceID)
 }
 
-// RevokeAPIKey revokes a key by id, in whatever workspace it is.
+// RevokeAPIKey revokes a key by id, in whatever workspace it is, and turns
+// off the webhook subscriptions it created.
 func (s *Service) RevokeAPIKey(ctx context.Context, id string) (*APIKey, error) {
 	if !ValidID(id) {
 		return nil, notFound("API key")
@@ -189,6 +192,9 @@ func (s *Service) RevokeAPIKey(ctx context.Context, id string) (*APIKey, error) 
 		return nil, err
 	}
 	s.keys.forget(k.Hash)
+	if err := s.disableWebhooksOf(ctx, k); err != nil {
+		return nil, err
+	}
 	return s.backend.FindAPIKeyByIDUnscoped(ctx, id)
 }
 

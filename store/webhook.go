@@ -211,7 +211,9 @@ func (e Event) MarshalJSON() ([]byte, error) {
 func NewRecordEvent(rec *Record, kind string) (Event, error) {
 	shown := *rec
 	shown.DeletedAt = nil
-	data, err := json.Marshal(shown)
+	// Called directly, not through json.Marshal, which would check and
+	// copy what it writes: a record's MarshalJSON writes valid JSON.
+	data, err := shown.MarshalJSON()
 	if err != nil {
 		return Event{}, err
 	}
@@ -220,8 +222,11 @@ func NewRecordEvent(rec *Record, kind string) (Event, error) {
 		if idEnd < 0 {
 			return Event{}, fmt.Errorf("store: unexpected record JSON %s", data)
 		}
-		mark := `,"deleted":true,"deleted_at":"` + rec.DeletedAt.UTC().Format(TimeFormat) + `"`
-		data = slices.Concat(data[:idEnd], []byte(mark), data[idEnd:])
+		var buf [64]byte
+		mark := append(buf[:0], `,"deleted":true,"deleted_at":"`...)
+		mark = rec.DeletedAt.UTC().AppendFormat(mark, TimeFormat)
+		mark = append(mark, '"')
+		data = slices.Insert(data, idEnd, mark...)
 	}
 	return Event{ID: NewID(), Type: rec.Resource.Singular + "." + kind, CreatedAt: rec.UpdatedAt,
 		WorkspaceID: rec.WorkspaceID, Data: data}, nil
@@ -243,7 +248,7 @@ const (
 	DeliveryPending   = "pending"   // queued, or waiting for its next attempt
 	DeliveryDelivered = "delivered" // the receiver answered 2xx
 	DeliveryFailed    = "failed"    // given up: a final answer, or out of attempts
-	DeliveryCancelled = "cancelled" // the subscription was disabled, expired or deleted first
+	DeliveryCancelled = "cancelled" // the subscription was disabled, expired, deleted or no longer asks for the event first
 )
 
 // Delivery is one event sent to one subscription, with its attempts.

@@ -151,6 +151,8 @@ func TestPublicAddr(t *testing.T) {
 		"192.168.1.1": false, "169.254.169.254": false, "100.64.0.1": false, "0.0.0.0": false, "255.255.255.255": false,
 		"224.0.0.1": false, "::1": false, "::": false, "fe80::1": false, "fd00:ec2::254": false, "::ffff:127.0.0.1": false,
 		"::ffff:10.0.0.1": false, "64:ff9b::a00:1": false, "2002:a00:1::": false, "172.32.0.1": true,
+		"::1%lo": false, "fe80::1%eth0": false, "2606:4700:4700::1111%eth0": false, "fd00:ec2::254%lo": false,
+		"::7f00:1": false, "fec0::1": false,
 	} {
 		if got := PublicAddr(netip.MustParseAddr(addr)); got != want {
 			t.Errorf("PublicAddr(%s) = %v, want %v", addr, got, want)
@@ -237,6 +239,8 @@ func TestCheckURL(t *testing.T) {
 		{"https://nowhere.example/", strict, "cannot resolve"},
 		{"https://127.0.0.1/hook", strict, "not a public address"},
 		{"https://[::1]:8080/hook", strict, "not a public address"},
+		{"https://[::1%25lo]:8080/hook", strict, "not a public address"},
+		{"https://[fe80::1%25eth0]/hook", strict, "not a public address"},
 		{"https://169.254.169.254/latest/meta-data", strict, "not a public address"},
 		{"https://10.0.0.1/", strict, "not a public address"},
 		{"https://[::ffff:192.168.0.1]/", strict, "not a public address"},

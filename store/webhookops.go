@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"slices"
 	"strings"
 	"time"
@@ -99,7 +100,11 @@ func (s *Service) webhookView(w *Webhook) *Webhook {
 }
 
 // managesWebhook reports whether the caller may see and change w: one of
-// its workspace whose filter is at least as narrow as the caller's.
+// its workspace, whose filter is at least as narrow as the caller's, and
+// every event of which the caller could receive itself (it has the scope
+// of each). So no key can read, redirect, replay or silence events it may
+// not read, and a subscription's URL (often a capability URL) is shown
+// only to keys with at least its reach.
 func (sc *Scoped) managesWebhook(w *Webhook) bool {
 	if w.WorkspaceID != sc.p.WorkspaceID {
 		return false
@@ -109,7 +114,23 @@ func (sc *Scoped) managesWebhook(w *Webhook) bool {
 			return false
 		}
 	}
+	for _, s := range w.neededScopes() {
+		if !sc.p.Has(s) {
+			return false
+		}
+	}
 	return true
+}
+
+// neededScopes returns the scopes of the event types w receives.
+func (w *Webhook) neededScopes() []Scope {
+	var out []Scope
+	for _, t := range EventTypes() {
+		if sc, _ := eventScope(t); w.Receives(t) && !slices.Contains(out, sc) {
+			out = append(out, sc)
+		}
+	}
+	return out
 }
 
 func (sc *Scoped) findWebhook(ctx context.Context, id string) (*Webhook, error) {
@@ -155,8 +176,8 @@ func (sc *Scoped) FindWebhookByID(ctx context.Context, id string) (*Webhook, err
 
 // CreateWebhook subscribes a URL to events. The subscription receives only
 // what the caller may read (its read scopes, its record filter), also
-// after the caller's key is rotated or revoked. It returns the signing
-// secret, which is shown only here.
+// after the caller's key is rotated; revoking the key turns it off. It
+// returns the signing secret, which is shown only here.
 func (sc *Scoped) CreateWebhook(ctx context.Context, in WebhookInput) (*Webhook, string, error) {
 	if err := sc.authorize(operationFor(ActionCreateWebhook, nil)); err != nil {
 		return nil, "", err
@@ -202,65 +223,74 @@ func (sc *Scoped) CreateWebhook(ctx context.Context, in WebhookInput) (*Webhook,
 
 // UpdateWebhook changes a subscription's url, events, description or
 // enabled flag. New events are checked against the caller's scopes, which
-// then become the subscription's. A new url is refused unless the caller
-// has every scope the subscription receives events with (after the
-// change), so that a key cannot redirect events it could not read.
-// Enabling a subscription clears the reason it was disabled and its
-// failure streak.
+// then become the subscription's. Enabling a subscription clears the
+// reason it was disabled and its failure streak. The change applies to the
+// subscription as stored: one changed meanwhile (by the worker disabling
+// it, say) is read again and the patch applied to that.
 func (sc *Scoped) UpdateWebhook(ctx context.Context, id string, in WebhookPatch) (*Webhook, error) {
 	if err := sc.authorize(operationFor(ActionUpdateWebhook, nil)); err != nil {
 		return nil, err
 	}
-	w, err := sc.findWebhook(ctx, id)
-	if err != nil {
-		return nil, err
-	}
-	oldURL := w.URL
+	var url string
 	if in.URL != nil {
 		u, err := sc.s.targets.CheckURL(ctx, *in.URL)
 		if err != nil {
 			return nil, err
 		}
-		w.URL = u.String()
+		url = u.String()
 	}
+	var events []string
+	scopes := webhookScopes(sc.p)
 	if in.Events != nil {
-		scopes := webhookScopes(sc.p)
-		events, err := normalizeEvents(in.Events, scopes)
-		if err != nil {
+		var err error
+		if events, err = normalizeEvents(in.Events, scopes); err != nil {
 			return nil, err
-		}
-		w.Events, w.Scopes = events, scopes
-	}
-	if w.URL != oldURL {
-		for _, s := range w.Scopes {
-			if !sc.p.Has(s) {
-				return nil, FieldError("url", "this subscription receives events that need the scope %s, which the calling key "+
-					"does not have, so it cannot send them elsewhere; set events as well, to those of this key's scopes.", s)
-			}
 		}
 	}
 	if in.Description != nil {
 		if err := checkDescription(*in.Description); err != nil {
 			return nil, err
 		}
-		w.Description = strings.TrimSpace(*in.Description)
 	}
-	if in.Enabled != nil {
+	for range staleRetries {
+		w, err := sc.findWebhook(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		prev := w.UpdatedAt
+		if in.URL != nil {
+			w.URL = url
+		}
+		if in.Events != nil {
+			w.Events, w.Scopes = events, scopes
+		}
+		if in.Description != nil {
+			w.Description = strings.TrimSpace(*in.Description)
+		}
+		if in.Enabled != nil {
+			switch {
+			case *in.Enabled && !w.Enabled:
+				w.Enabled, w.DisabledReason, w.FailingSince = true, "", nil
+			case !*in.Enabled && w.Enabled:
+				w.Enabled, w.DisabledReason = false, DisabledByClient
+			}
+		}
+		w.UpdatedAt = sc.s.Now()
+		if !w.UpdatedAt.After(prev) {
+			w.UpdatedAt = prev.Add(time.Millisecond)
+		}
+		err = sc.s.backend.UpdateWebhook(ctx, w, prev)
 		switch {
-		case *in.Enabled && !w.Enabled:
-			w.Enabled, w.DisabledReason, w.FailingSince = true, "", nil
-		case !*in.Enabled && w.Enabled:
-			w.Enabled, w.DisabledReason = false, DisabledByClient
-		}
-	}
-	w.UpdatedAt = sc.s.Now()
-	if err := sc.s.backend.UpdateWebhook(ctx, w); err != nil {
-		if ErrorCode(err) == ENOTFOUND {
+		case errors.Is(err, ErrStale):
+			continue
+		case ErrorCode(err) == ENOTFOUND:
 			return nil, notFound("Webhook")
+		case err != nil:
+			return nil, err
 		}
-		return nil, err
+		return sc.s.webhookView(w), nil
 	}
-	return sc.s.webhookView(w), nil
+	return nil, ErrStale
 }
 
 // DeleteWebhook unsubscribes: the subscription and its delivery log are
@@ -339,6 +369,11 @@ func (sc *Scoped) ReplayDelivery(ctx context.Context, webhookID, deliveryID stri
 	}
 	if err != nil {
 		return nil, err
+	}
+	// The subscription may have been changed since: it must still ask for
+	// this event (the caller, who manages it, may then read it too).
+	if d.EventType != EventPing && !w.Receives(d.EventType) {
+		return nil, Errorf(ECONFLICT, "This subscription no longer receives %s events, so this delivery cannot be replayed to it.", d.EventType)
 	}
 	if d.Status == DeliveryPending {
 		return nil, Errorf(ECONFLICT, "This delivery is still pending (next attempt at %s); replay it once it is finished.",

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"time"
 )
 
@@ -69,15 +70,29 @@ func (n notifying) MarkAPIKeyExpiring(ctx context.Context, workspaceID, id strin
 }
 
 // EventClaimTimeout is how long a claimed event may wait to be fanned out
-// before a relay claims it again (its worker died, or Redis lost the task).
+// before a relay claims it again (its worker died, or Redis lost the task),
+// unless WithEventClaimTimeout says otherwise.
 const EventClaimTimeout = 30 * time.Second
+
+// WithEventClaimTimeout sets how long a claimed event waits before it is
+// claimed again (tests use short ones).
+func WithEventClaimTimeout(d time.Duration) Option { return func(s *Service) { s.claimTimeout = d } }
+
+// EventClaimTimeout returns how long a claimed event waits before it is
+// claimed again.
+func (s *Service) EventClaimTimeout() time.Duration {
+	if s.claimTimeout > 0 {
+		return s.claimTimeout
+	}
+	return EventClaimTimeout
+}
 
 // ClaimEvents takes up to limit events from the outbox for fan-out; they
 // stay there, claimed, until AckEvents, and are claimed again after
 // EventClaimTimeout.
 func (s *Service) ClaimEvents(ctx context.Context, limit int) ([]Event, error) {
 	now := s.Now()
-	return s.backend.ClaimEvents(ctx, now, now.Add(-EventClaimTimeout), limit)
+	return s.backend.ClaimEvents(ctx, now, now.Add(-s.EventClaimTimeout()), limit)
 }
 
 // AckEvents removes fanned-out events from the outbox.
@@ -89,8 +104,8 @@ func (s *Service) AckEvents(ctx context.Context, ids []string) error {
 }
 
 // FanOut stores one delivery per event and subscription that should get
-// it: enabled and unexpired, asking for the event type, allowed by its
-// scopes, and whose filter matches the record (or, for key events,
+// it: enabled and unexpired, created no later than the event, asking for
+// the event type, allowed by its scopes, and whose filter matches the record (or, for key events,
 // manages the key). Fanning the same events out again stores nothing new
 // (delivery ids derive from the event and the subscription) but returns
 // the deliveries again, still pending or not, for the caller to dispatch.
@@ -113,7 +128,10 @@ func (s *Service) FanOut(ctx context.Context, events []Event) ([]*Delivery, erro
 		var data map[string]any
 		var payload []byte
 		for _, w := range ws {
-			if w.status(now) == WebhookDisabled || w.status(now) == WebhookExpired || !w.Receives(ev.Type) {
+			// A subscription gets the changes made after it was created,
+			// even when an older event is fanned out late.
+			if w.status(now) == WebhookDisabled || w.status(now) == WebhookExpired || !w.Receives(ev.Type) ||
+				ev.CreatedAt.Before(w.CreatedAt) {
 				continue
 			}
 			if data == nil {
@@ -210,7 +228,8 @@ func (s *Service) WebhookSucceeded(ctx context.Context, w *Webhook) error {
 
 // WebhookFailed records a failed attempt on a subscription: it starts a
 // failure streak, or, when the streak is older than disableAfter, disables
-// the subscription with a reason. It reports whether it disabled it.
+// the subscription with a reason (unless it succeeded or was re-enabled
+// since w was read). It reports whether it disabled it.
 func (s *Service) WebhookFailed(ctx context.Context, w *Webhook, disableAfter time.Duration, reason string) (bool, error) {
 	now := s.Now()
 	if w.FailingSince == nil {
@@ -219,7 +238,67 @@ func (s *Service) WebhookFailed(ctx context.Context, w *Webhook, disableAfter ti
 	if now.Sub(*w.FailingSince) < disableAfter {
 		return false, nil
 	}
-	return true, s.backend.DisableWebhook(ctx, w.WorkspaceID, w.ID, reason, now)
+	return s.backend.DisableWebhook(ctx, w.WorkspaceID, w.ID, reason, now, w.FailingSince)
+}
+
+// DisableFailingWebhooks disables, in every workspace, the enabled
+// subscriptions whose deliveries have failed without a success for longer
+// than after, even when no attempt is left to notice it. It returns how
+// many it disabled.
+func (s *Service) DisableFailingWebhooks(ctx context.Context, after time.Duration) (int, error) {
+	wss, err := s.backend.FindWorkspaces(ctx)
+	if err != nil {
+		return 0, err
+	}
+	now := s.Now()
+	n := 0
+	for _, ws := range wss {
+		hooks, err := s.backend.FindWebhooks(ctx, ws.ID)
+		if err != nil {
+			return n, err
+		}
+		for _, w := range hooks {
+			if !w.Enabled || w.FailingSince == nil || now.Sub(*w.FailingSince) < after {
+				continue
+			}
+			reason := fmt.Sprintf("Deliveries failed without a success from %s to %s (more than %s); "+
+				"fix the receiver, then re-enable the subscription (PATCH {\"enabled\": true}).",
+				w.FailingSince.UTC().Format(TimeFormat), now.Format(TimeFormat), shortDuration(after))
+			ok, err := s.backend.DisableWebhook(ctx, ws.ID, w.ID, reason, now, w.FailingSince)
+			if err != nil {
+				return n, err
+			}
+			if ok {
+				n++
+			}
+		}
+	}
+	return n, nil
+}
+
+// DisabledByRevocation is the disabled_reason of the subscriptions of a key
+// that was revoked.
+const DisabledByRevocation = "The API key that created this subscription was revoked."
+
+// disableWebhooksOf turns off the subscriptions created by a revoked key:
+// revoking a vendor's key cuts its data off, pushed as well as pulled. (A
+// key that merely expires, as an old key does after a rotation, keeps its
+// subscriptions.)
+func (s *Service) disableWebhooksOf(ctx context.Context, k *APIKey) error {
+	hooks, err := s.backend.FindWebhooks(ctx, k.WorkspaceID)
+	if err != nil {
+		return err
+	}
+	now := s.Now()
+	for _, w := range hooks {
+		if w.APIKeyID != k.ID || !w.Enabled {
+			continue
+		}
+		if _, err := s.backend.DisableWebhook(ctx, k.WorkspaceID, w.ID, DisabledByRevocation, now, nil); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // RemoveWebhook deletes a subscription whose receiver answered 410 Gone, as

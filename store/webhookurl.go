@@ -50,6 +50,8 @@ var nonPublic = func() []netip.Prefix {
 		"fe80::/10",       // link-local
 		"ff00::/8",        // multicast
 		"2001::/32",       // Teredo (embeds IPv4)
+		"::/96",           // IPv4-compatible (deprecated, embeds IPv4)
+		"fec0::/10",       // site-local (deprecated)
 	} {
 		out = append(out, netip.MustParsePrefix(s))
 	}
@@ -59,8 +61,13 @@ var nonPublic = func() []netip.Prefix {
 // PublicAddr reports whether ip is a public internet address a webhook may
 // be sent to.
 func PublicAddr(ip netip.Addr) bool {
+	// A zone ("fe80::1%eth0") names a local interface: never public, and
+	// prefixes would not match a zoned address anyway.
+	if !ip.IsValid() || ip.Zone() != "" {
+		return false
+	}
 	ip = ip.Unmap()
-	if !ip.IsValid() {
+	if !ip.IsGlobalUnicast() {
 		return false
 	}
 	for _, p := range nonPublic {

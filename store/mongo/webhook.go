@@ -114,8 +114,9 @@ func (d *DB) FindWebhooks(ctx context.Context, workspaceID string) ([]*store.Web
 }
 
 // UpdateWebhook replaces what a subscription's owner and the worker may
-// change; the secret, filter, key and creation time stay.
-func (d *DB) UpdateWebhook(ctx context.Context, w *store.Webhook) error {
+// change, provided it is unchanged since prevUpdatedAt; the secret, filter,
+// key and creation time stay.
+func (d *DB) UpdateWebhook(ctx context.Context, w *store.Webhook, prevUpdatedAt time.Time) error {
 	events := w.Events
 	if events == nil {
 		events = []string{}
@@ -136,7 +137,22 @@ func (d *DB) UpdateWebhook(ctx context.Context, w *store.Webhook) error {
 	if len(unset) > 0 {
 		update = append(update, bson.E{Key: "$unset", Value: unset})
 	}
-	return updateOne(ctx, d.webhooks(), webhookFilter(w.WorkspaceID, w.ID), update, "update webhook", "webhook")
+	filter := append(webhookFilter(w.WorkspaceID, w.ID), bson.E{Key: "updated_at", Value: prevUpdatedAt})
+	res, err := d.webhooks().UpdateOne(ctx, filter, update)
+	if err != nil {
+		return translate(err, "update webhook", "webhook")
+	}
+	if res.MatchedCount > 0 {
+		return nil
+	}
+	// Nothing matched: no such subscription (not_found), or changed since
+	// it was read (stale).
+	err = d.webhooks().FindOne(ctx, webhookFilter(w.WorkspaceID, w.ID),
+		options.FindOne().SetProjection(bson.D{{Key: "_id", Value: 1}})).Err()
+	if err != nil {
+		return translate(err, "update webhook", "webhook")
+	}
+	return store.ErrStale
 }
 
 // DeleteWebhook removes a subscription and its deliveries; not_found when
@@ -174,16 +190,24 @@ func (d *DB) SetWebhookFailing(ctx context.Context, workspaceID, id string, at *
 	return translate(err, "set webhook failing", "webhook")
 }
 
-// DisableWebhook turns a subscription off with a reason. Unknown ids are no
-// error.
-func (d *DB) DisableWebhook(ctx context.Context, workspaceID, id, reason string, at time.Time) error {
+// DisableWebhook turns an enabled subscription off with a reason; with
+// failingSince, only while its failure streak is still that one. Unknown ids
+// are no error.
+func (d *DB) DisableWebhook(ctx context.Context, workspaceID, id, reason string, at time.Time, failingSince *time.Time) (bool, error) {
 	update := bson.D{{Key: "$set", Value: bson.D{
 		{Key: "enabled", Value: false},
 		{Key: "disabled_reason", Value: reason},
 		{Key: "updated_at", Value: at},
 	}}}
-	_, err := d.webhooks().UpdateOne(ctx, webhookFilter(workspaceID, id), update)
-	return translate(err, "disable webhook", "webhook")
+	filter := append(webhookFilter(workspaceID, id), bson.E{Key: "enabled", Value: true})
+	if failingSince != nil {
+		filter = append(filter, bson.E{Key: "failing_since", Value: *failingSince})
+	}
+	res, err := d.webhooks().UpdateOne(ctx, filter, update)
+	if err != nil {
+		return false, translate(err, "disable webhook", "webhook")
+	}
+	return res.ModifiedCount > 0, nil
 }
 
 // deliveryDoc is a stored delivery. NextAttemptAt is absent once the

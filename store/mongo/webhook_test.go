@@ -59,7 +59,7 @@ func TestWebhookDocuments(t *testing.T) {
 	upd.URL, upd.Events, upd.FailingSince, upd.ExpiresAt = "https://hooks.example.test/b", []string{"*"}, nil, nil
 	upd.Secret, upd.Filter = "changed", nil // neither is replaced by an update
 	upd.UpdatedAt = base.Add(time.Hour)
-	if err := db.UpdateWebhook(ctx, &upd); err != nil {
+	if err := db.UpdateWebhook(ctx, &upd, w.UpdatedAt); err != nil {
 		t.Fatal(err)
 	}
 	raw := rawDoc(t, db, "webhooks", w.ID)
@@ -78,7 +78,7 @@ func TestWebhookDocuments(t *testing.T) {
 	}
 	other := upd
 	other.WorkspaceID = store.NewID()
-	if err := db.UpdateWebhook(ctx, &other); store.ErrorCode(err) != store.ENOTFOUND {
+	if err := db.UpdateWebhook(ctx, &other, other.UpdatedAt); store.ErrorCode(err) != store.ENOTFOUND {
 		t.Errorf("updating through another workspace = %v, want not_found", err)
 	}
 

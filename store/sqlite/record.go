@@ -50,9 +50,12 @@ func newTable(r *store.Resource) *table {
 
 func (t *table) numColumns() int { return len(t.r.Fields) + 7 }
 
+// insertSQL inserts a record and its created event through the table's
+// insert view (see insertView).
 func (t *table) insertSQL() string {
-	marks := strings.TrimSuffix(strings.Repeat("?, ", t.numColumns()), ", ")
-	return fmt.Sprintf("INSERT INTO %s (%s) VALUES (%s)", t.name, t.columns, marks)
+	name, _, _ := insertView(t.r)
+	marks := strings.TrimSuffix(strings.Repeat("?, ", t.numColumns()+4), ", ")
+	return fmt.Sprintf("INSERT INTO %s (%s, %s) VALUES (%s)", quote(name), t.columns, eventViewColumns, marks)
 }
 
 func (t *table) findSQL() string {
@@ -110,15 +113,16 @@ func (t *table) fieldArgs(rec *store.Record, args []any) ([]any, error) {
 	return args, nil
 }
 
-// InsertRecord stores the record and its created event in one
-// transaction. The event is made before the transaction starts, so that
-// the writer holds the lock only for the two INSERTs.
+// InsertRecord stores the record and its created event with one INSERT
+// into the table's insert view, whose trigger stores both: a single
+// statement, so both or neither, without the cost of a transaction of
+// several statements.
 func (db *DB) InsertRecord(ctx context.Context, rec *store.Record) error {
 	t, err := db.table(rec.Resource)
 	if err != nil {
 		return err
 	}
-	args := make([]any, 0, t.numColumns())
+	args := make([]any, 0, t.numColumns()+4)
 	args = append(args, rec.WorkspaceID, rec.ID)
 	if args, err = t.fieldArgs(rec, args); err != nil {
 		return fmt.Errorf("sqlite: insert %s: %w", t.r.Singular, err)
@@ -128,12 +132,9 @@ func (db *DB) InsertRecord(ctx context.Context, rec *store.Record) error {
 	if err != nil {
 		return fmt.Errorf("sqlite: insert %s: %w", t.r.Singular, err)
 	}
-	err = db.inTx(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.StmtContext(ctx, t.insert).ExecContext(ctx, args...); err != nil {
-			return err
-		}
-		return db.insertEvent(ctx, tx, ev)
-	})
+	// The event's workspace is the record's, which the view stores it with.
+	args = append(args, ev.ID, ev.Type, ms(ev.CreatedAt), []byte(ev.Data))
+	_, err = t.insert.ExecContext(ctx, args...)
 	return translate(err, "insert "+t.r.Singular, t.what)
 }
 

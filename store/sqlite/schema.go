@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/hustack/hustack/store"
@@ -112,19 +113,32 @@ var migrations = [][]string{
 		`CREATE INDEX webhooks_workspace_created ON webhooks (workspace_id, created_at, id)`,
 
 		// The outbox: events stored with the writes that made them, until a
-		// relay has handed them on. claimed_at is NULL until a relay claims
-		// the event. The claim walks the index in age order and reads
-		// claimed_at from it: it skips only the events claimed and not yet
-		// handed on, which are few.
+		// relay has handed them on. An event waits in outbox, a table with
+		// no index, so that storing it, part of every record write, appends
+		// to one B-tree and changes as few pages as it can; rowid order is
+		// the order events were stored in. A claim moves it to
+		// outbox_claimed, stamped with the time of the claim, where it stays
+		// until it is handed on, or until its claim goes stale and a later
+		// claim takes it again. A claim so never walks past events it cannot
+		// take, however many are claimed and not yet handed on: stale ones
+		// come from the start of outbox_claimed_at, waiting ones from the
+		// start of outbox.
 		`CREATE TABLE outbox (
+			id           TEXT NOT NULL,
+			workspace_id TEXT NOT NULL,
+			type         TEXT NOT NULL,
+			created_at   INTEGER NOT NULL,
+			data         BLOB NOT NULL
+		) STRICT`,
+		`CREATE TABLE outbox_claimed (
 			id           TEXT PRIMARY KEY,
 			workspace_id TEXT NOT NULL,
 			type         TEXT NOT NULL,
 			created_at   INTEGER NOT NULL,
-			data         BLOB NOT NULL,
-			claimed_at   INTEGER
-		) STRICT`,
-		`CREATE INDEX outbox_claim ON outbox (created_at, id, claimed_at)`,
+			claimed_at   INTEGER NOT NULL,
+			data         BLOB NOT NULL
+		) STRICT, WITHOUT ROWID`,
+		`CREATE INDEX outbox_claimed_at ON outbox_claimed (claimed_at)`,
 
 		// Deliveries: one event sent to one subscription. history is a JSON
 		// array of attempts; next_attempt_at is NULL once finished.
@@ -251,6 +265,68 @@ func resourceIndexes(r *store.Resource) []string {
 // filterIndex names the index of a filterable field.
 func filterIndex(r *store.Resource, field string) string { return r.Name + "_by_" + field }
 
+// eventViewColumns are the columns an insert view has besides those of its
+// table: the created event's id, type, time and data. The leading
+// underscore keeps them apart from field names, which start with a letter.
+const eventViewColumns = "_event_id, _event_type, _event_created_at, _event_data"
+
+// insertView returns the statements that create r's insert view: a view
+// with the columns of r's table and of its created event, whose INSTEAD OF
+// INSERT trigger stores the record and, in the outbox, the event. An
+// INSERT into it is one statement, which SQLite applies whole or not at
+// all, so a record is never stored without its event, nor an event
+// without its record, and no explicit transaction is needed for it. The
+// view selects no rows.
+func insertView(r *store.Resource) (name, view, trigger string) {
+	t := newTable(r)
+	name = r.Name + "_with_event"
+	cols := strings.Split(t.columns, ", ")
+	values := make([]string, len(cols))
+	for i, c := range cols {
+		values[i] = "NEW." + c
+	}
+	view = fmt.Sprintf("CREATE VIEW %s (%s, %s) AS SELECT %s WHERE 0", quote(name), t.columns, eventViewColumns,
+		strings.TrimSuffix(strings.Repeat("NULL, ", len(cols)+4), ", "))
+	trigger = fmt.Sprintf("CREATE TRIGGER %s INSTEAD OF INSERT ON %s BEGIN\n"+
+		"INSERT INTO %s (%s) VALUES (%s);\n"+
+		"INSERT INTO outbox (%s) VALUES (NEW._event_id, NEW.workspace_id, NEW._event_type, NEW._event_created_at, NEW._event_data);\n"+
+		"END", quote(name+"_insert"), quote(name), t.name, t.columns, strings.Join(values, ", "), eventColumns)
+	return name, view, trigger
+}
+
+// createInsertView creates r's insert view and its trigger, replacing
+// them when r's fields have changed since they were created.
+func createInsertView(ctx context.Context, tx *sql.Tx, r *store.Resource) error {
+	name, view, trigger := insertView(r)
+	rows, err := tx.QueryContext(ctx, "SELECT sql FROM sqlite_schema WHERE name IN (?, ?) ORDER BY type DESC",
+		name, name+"_insert")
+	if err != nil {
+		return err
+	}
+	var have []string
+	for rows.Next() {
+		var s string
+		if err := rows.Scan(&s); err != nil {
+			rows.Close()
+			return err
+		}
+		have = append(have, s)
+	}
+	if err := rows.Close(); err != nil {
+		return err
+	}
+	if slices.Equal(have, []string{view, trigger}) {
+		return nil
+	}
+	// Dropping the view drops its trigger.
+	for _, stmt := range []string{"DROP VIEW IF EXISTS " + quote(name), view, trigger} {
+		if _, err := tx.ExecContext(ctx, stmt); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // migrate creates or upgrades the schema in one write transaction, so that
 // two processes opening a new file at once do not both create it.
 func migrate(ctx context.Context, db *sql.DB) error {
@@ -299,6 +375,9 @@ func migrate(ctx context.Context, db *sql.DB) error {
 			if _, err := tx.ExecContext(ctx, stmt); err != nil {
 				return fmt.Errorf("table %s: %w", r.Name, err)
 			}
+		}
+		if err := createInsertView(ctx, tx, r); err != nil {
+			return fmt.Errorf("table %s: insert view: %w", r.Name, err)
 		}
 	}
 	return tx.Commit()

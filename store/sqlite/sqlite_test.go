@@ -97,13 +97,23 @@ func TestSchema(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "hustack.db")
 	db := openPath(t, path)
 	defer db.Close()
-	// A second Open of the same file migrates nothing and succeeds.
-	db2 := openPath(t, path)
-	must(t, db2.Close())
-
 	raw, err := sql.Open("sqlite", path)
 	must(t, err)
 	defer raw.Close()
+	schemaVersion := func() int {
+		var v int
+		must(t, raw.QueryRow("PRAGMA schema_version").Scan(&v))
+		return v
+	}
+	// A second Open of the same file migrates nothing, and so changes no
+	// schema object, and succeeds.
+	before := schemaVersion()
+	db2 := openPath(t, path)
+	must(t, db2.Close())
+	if after := schemaVersion(); after != before {
+		t.Errorf("schema_version went from %d to %d on a second Open", before, after)
+	}
+
 	var mode string
 	var version int
 	must(t, raw.QueryRow("PRAGMA journal_mode").Scan(&mode))
@@ -148,8 +158,8 @@ func TestSchema(t *testing.T) {
 // checkIndexes checks that every resource table has the indexes of its sorts
 // and filters, and that workspace_id leads every index of tenant data
 // except the partial ones that serve retention across workspaces and the
-// two that the workers' sweeps walk across workspaces (the outbox claim and
-// the due deliveries).
+// two that the workers' sweeps walk across workspaces (the claim of stale
+// events and the due deliveries).
 func checkIndexes(t *testing.T, raw *sql.DB) {
 	t.Helper()
 	rows, err := raw.Query(`SELECT m.tbl_name, m.name, m.sql, group_concat(ii.name || ':' || ii.desc, ',') FROM sqlite_schema m,
@@ -165,7 +175,7 @@ func checkIndexes(t *testing.T, raw *sql.DB) {
 		must(t, rows.Scan(&ix.table, &name, &ix.sql, &ix.cols))
 		indexes[name] = ix
 		retention := strings.HasSuffix(name, "_tombstones") || name == "idempotency_keys_expiry" || name == "deliveries_finished"
-		sweep := name == "outbox_claim" || name == "deliveries_due"
+		sweep := name == "outbox_claimed_at" || name == "deliveries_due"
 		switch {
 		case ix.table == "workspaces", name == "api_keys_hash", retention, sweep:
 		case !strings.HasPrefix(ix.cols, "workspace_id:0"):
@@ -205,7 +215,7 @@ func checkIndexes(t *testing.T, raw *sql.DB) {
 	}
 	for name, want := range map[string]struct{ table, cols, where string }{
 		"webhooks_workspace_created": {"webhooks", "workspace_id:0,created_at:0,id:0", ""},
-		"outbox_claim":               {"outbox", "created_at:0,id:0,claimed_at:0", ""},
+		"outbox_claimed_at":          {"outbox_claimed", "claimed_at:0", ""},
 		"deliveries_webhook":         {"deliveries", "workspace_id:0,webhook_id:0,created_at:1,id:1", ""},
 		"deliveries_due":             {"deliveries", "next_attempt_at:0,id:0", "WHERE status = 'pending'"},
 		"deliveries_finished":        {"deliveries", "created_at:0", "WHERE status <> 'pending'"},
@@ -214,6 +224,14 @@ func checkIndexes(t *testing.T, raw *sql.DB) {
 		if !ok || ix.table != want.table || ix.cols != want.cols || !strings.Contains(ix.sql, want.where) {
 			t.Errorf("index %s = %+v, want on %s (%s) %s", name, ix, want.table, want.cols, want.where)
 		}
+	}
+	// The outbox of waiting events has no index, not even of a primary or
+	// unique key, so that storing an event with each record write changes
+	// one B-tree.
+	var outboxIndexes int
+	must(t, raw.QueryRow(`SELECT count(*) FROM pragma_index_list('outbox')`).Scan(&outboxIndexes))
+	if outboxIndexes != 0 {
+		t.Errorf("the outbox has %d indexes, want none", outboxIndexes)
 	}
 }
 

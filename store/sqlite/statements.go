@@ -48,7 +48,9 @@ type statements struct {
 	clearFailing    *sql.Stmt
 	disableWebhook  *sql.Stmt
 	insertEvent     *sql.Stmt
+	reclaimEvents   *sql.Stmt
 	claimEvents     *sql.Stmt
+	deleteMoved     *sql.Stmt
 	deleteEvents    *sql.Stmt
 	insertDelivery  *sql.Stmt
 	findDelivery    *sql.Stmt

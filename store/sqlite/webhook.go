@@ -1,13 +1,13 @@
 package sqlite
 
 import (
-	"cmp"
 	"context"
 	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/hustack/hustack/store"
@@ -29,20 +29,30 @@ func (db *DB) prepareWebhooks(w, r func(string) *sql.Stmt) {
 	s.findWebhook = r(`SELECT ` + webhookColumns + ` FROM webhooks WHERE workspace_id = ? AND id = ?`)
 	s.findWebhooks = r(`SELECT ` + webhookColumns + ` FROM webhooks WHERE workspace_id = ? ORDER BY created_at, id`)
 	s.updateWebhook = w(`UPDATE webhooks SET url = ?, events = ?, description = ?, enabled = ?, disabled_reason = ?,
-		failing_since = ?, expires_at = ?, scopes = ?, updated_at = ? WHERE workspace_id = ? AND id = ?`)
+		failing_since = ?, expires_at = ?, scopes = ?, updated_at = ? WHERE workspace_id = ? AND id = ? AND updated_at = ?`)
 	s.deleteWebhook = w(`DELETE FROM webhooks WHERE workspace_id = ? AND id = ?`)
 	s.deleteHookLog = w(`DELETE FROM deliveries WHERE workspace_id = ? AND webhook_id = ?`)
 	s.setFailing = w(`UPDATE webhooks SET failing_since = ? WHERE workspace_id = ? AND id = ? AND failing_since IS NULL`)
 	s.clearFailing = w(`UPDATE webhooks SET failing_since = NULL WHERE workspace_id = ? AND id = ?`)
-	s.disableWebhook = w(`UPDATE webhooks SET enabled = 0, disabled_reason = ?, updated_at = ? WHERE workspace_id = ? AND id = ?`)
+	s.disableWebhook = w(`UPDATE webhooks SET enabled = 0, disabled_reason = ?, updated_at = ?
+		WHERE workspace_id = ? AND id = ? AND enabled = 1 AND (? IS NULL OR failing_since = ?)`)
 
 	s.insertEvent = w(`INSERT INTO outbox (` + eventColumns + `) VALUES (?, ?, ?, ?, ?)`)
-	// One statement claims and returns the events, so that two relays
-	// never claim the same event at the same time.
-	s.claimEvents = w(`UPDATE outbox SET claimed_at = ? WHERE rowid IN (
-		SELECT rowid FROM outbox WHERE claimed_at IS NULL OR claimed_at < ? ORDER BY created_at, id LIMIT ?)
+	// A claim takes the stale claimed events first, oldest claim first,
+	// then moves the oldest waiting events to outbox_claimed (see
+	// ClaimEvents).
+	s.reclaimEvents = w(`UPDATE outbox_claimed SET claimed_at = ? WHERE id IN (
+		SELECT id FROM outbox_claimed WHERE claimed_at < ? ORDER BY claimed_at, id LIMIT ?)
 		RETURNING ` + eventColumns)
-	s.deleteEvents = w(`DELETE FROM outbox WHERE id IN (SELECT value FROM json_each(?))`)
+	// Should two waiting events have one id, the second merges into the
+	// first rather than failing every claim ("WHERE true" tells SQLite's
+	// parser that ON CONFLICT belongs to the INSERT).
+	s.claimEvents = w(`INSERT INTO outbox_claimed (` + eventColumns + `, claimed_at)
+		SELECT ` + eventColumns + `, ? FROM outbox WHERE true ORDER BY rowid LIMIT ?
+		ON CONFLICT (id) DO UPDATE SET claimed_at = excluded.claimed_at
+		RETURNING ` + eventColumns)
+	s.deleteMoved = w(`DELETE FROM outbox WHERE rowid IN (SELECT rowid FROM outbox ORDER BY rowid LIMIT ?)`)
+	s.deleteEvents = w(`DELETE FROM outbox_claimed WHERE id IN (SELECT value FROM json_each(?))`)
 
 	s.insertDelivery = w(`INSERT INTO deliveries (` + deliveryColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT DO NOTHING`)
@@ -112,14 +122,25 @@ func (db *DB) FindWebhooks(ctx context.Context, workspaceID string) ([]*store.We
 	return out, translate(rows.Err(), "find webhooks", "Webhook")
 }
 
-func (db *DB) UpdateWebhook(ctx context.Context, w *store.Webhook) error {
+func (db *DB) UpdateWebhook(ctx context.Context, w *store.Webhook, prevUpdatedAt time.Time) error {
 	events, err := json.Marshal(w.Events)
 	if err != nil {
 		return fmt.Errorf("sqlite: update webhook: %w", err)
 	}
-	return execOne(ctx, db.stmt.updateWebhook, "update webhook", "Webhook",
+	res, err := db.stmt.updateWebhook.ExecContext(ctx,
 		w.URL, string(events), w.Description, w.Enabled, w.DisabledReason, nullMS(w.FailingSince), nullMS(w.ExpiresAt),
-		joinScopes(w.Scopes), ms(w.UpdatedAt), w.WorkspaceID, w.ID)
+		joinScopes(w.Scopes), ms(w.UpdatedAt), w.WorkspaceID, w.ID, ms(prevUpdatedAt))
+	if err != nil {
+		return translate(err, "update webhook", "Webhook")
+	}
+	if n, err := res.RowsAffected(); err != nil || n > 0 {
+		return translate(err, "update webhook", "Webhook")
+	}
+	// Nothing matched: no such subscription, or changed since it was read.
+	if _, err := db.FindWebhookByID(ctx, w.WorkspaceID, w.ID); err != nil {
+		return err
+	}
+	return store.ErrStale
 }
 
 // DeleteWebhook removes the subscription and its delivery log in one
@@ -155,9 +176,14 @@ func (db *DB) SetWebhookFailing(ctx context.Context, workspaceID, id string, at 
 	return translate(err, "set webhook failing", "Webhook")
 }
 
-func (db *DB) DisableWebhook(ctx context.Context, workspaceID, id, reason string, at time.Time) error {
-	_, err := db.stmt.disableWebhook.ExecContext(ctx, reason, ms(at), workspaceID, id)
-	return translate(err, "disable webhook", "Webhook")
+func (db *DB) DisableWebhook(ctx context.Context, workspaceID, id, reason string, at time.Time, failingSince *time.Time) (bool, error) {
+	since := nullMS(failingSince)
+	res, err := db.stmt.disableWebhook.ExecContext(ctx, reason, ms(at), workspaceID, id, since, since)
+	if err != nil {
+		return false, translate(err, "disable webhook", "Webhook")
+	}
+	n, err := res.RowsAffected()
+	return n > 0, translate(err, "disable webhook", "Webhook")
 }
 
 func scanWebhook(s scanner) (*store.Webhook, error) {
@@ -188,15 +214,45 @@ func scanWebhook(s scanner) (*store.Webhook, error) {
 	return &w, nil
 }
 
-// ClaimEvents claims and returns the events in one statement; RETURNING
-// gives no order, so they are sorted here.
+// ClaimEvents takes, in one transaction, the stale claimed events first,
+// those claimed longest ago, then the events that waited longest, which it
+// moves from outbox to outbox_claimed: every event it reads is one it
+// claims. RETURNING gives no order, so the events are sorted here.
 func (db *DB) ClaimEvents(ctx context.Context, now, staleBefore time.Time, limit int) ([]store.Event, error) {
-	rows, err := db.stmt.claimEvents.QueryContext(ctx, ms(now), ms(staleBefore), limitArg(limit))
+	var out []store.Event
+	err := db.inTx(ctx, func(tx *sql.Tx) error {
+		rows, err := tx.StmtContext(ctx, db.stmt.reclaimEvents).QueryContext(ctx, ms(now), ms(staleBefore), limitArg(limit))
+		if out, err = scanEvents(out, rows, err); err != nil {
+			return err
+		}
+		stale, rest := len(out), -1
+		if limit > 0 {
+			if rest = limit - stale; rest == 0 {
+				return nil
+			}
+		}
+		rows, err = tx.StmtContext(ctx, db.stmt.claimEvents).QueryContext(ctx, ms(now), rest)
+		if out, err = scanEvents(out, rows, err); err != nil || len(out) == stale {
+			return err
+		}
+		// The same first rows of outbox: the transaction holds the writer.
+		_, err = tx.StmtContext(ctx, db.stmt.deleteMoved).ExecContext(ctx, len(out)-stale)
+		return err
+	})
 	if err != nil {
 		return nil, translate(err, "claim events", "Event")
 	}
+	slices.SortFunc(out, func(a, b store.Event) int { return strings.Compare(a.ID, b.ID) })
+	return out, nil
+}
+
+// scanEvents appends the events of rows, the result of a query that failed
+// with err if not nil, to out, and closes the rows.
+func scanEvents(out []store.Event, rows *sql.Rows, err error) ([]store.Event, error) {
+	if err != nil {
+		return out, err
+	}
 	defer rows.Close()
-	var out []store.Event
 	for rows.Next() {
 		var (
 			ev      store.Event
@@ -204,20 +260,15 @@ func (db *DB) ClaimEvents(ctx context.Context, now, staleBefore time.Time, limit
 			data    []byte
 		)
 		if err := rows.Scan(&ev.ID, &ev.WorkspaceID, &ev.Type, &created, &data); err != nil {
-			return nil, translate(err, "claim events", "Event")
+			return out, err
 		}
 		ev.CreatedAt, ev.Data = fromMS(created), data
 		out = append(out, ev)
 	}
-	if err := rows.Err(); err != nil {
-		return nil, translate(err, "claim events", "Event")
-	}
-	slices.SortFunc(out, func(a, b store.Event) int {
-		return cmp.Or(a.CreatedAt.Compare(b.CreatedAt), cmp.Compare(a.ID, b.ID))
-	})
-	return out, nil
+	return out, errors.Join(rows.Err(), rows.Close())
 }
 
+// DeleteEvents deletes claimed events: only a claim hands an event on.
 func (db *DB) DeleteEvents(ctx context.Context, ids []string) error {
 	if len(ids) == 0 {
 		return nil

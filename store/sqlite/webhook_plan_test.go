@@ -44,10 +44,19 @@ func TestWebhookQueryPlans(t *testing.T) {
 		{`SELECT ` + webhookColumns + ` FROM webhooks WHERE workspace_id = ? AND id = ?`, "sqlite_autoindex_webhooks_1", nil},
 		{`SELECT ` + webhookColumns + ` FROM webhooks WHERE workspace_id = ? ORDER BY created_at, id`, "webhooks_workspace_created", nil},
 		{`UPDATE webhooks SET failing_since = ? WHERE workspace_id = ? AND id = ? AND failing_since IS NULL`, "sqlite_autoindex_webhooks_1", nil},
-		// The claim walks the covering index in age order and stops at the limit.
-		{`SELECT rowid FROM outbox WHERE claimed_at IS NULL OR claimed_at < ? ORDER BY created_at, id LIMIT ?`,
-			"COVERING INDEX outbox_claim", nil},
-		{`DELETE FROM outbox WHERE id IN (SELECT value FROM json_each(?))`, "sqlite_autoindex_outbox_1", []string{"SCAN outbox"}},
+		// A claim reads the stale claimed events through their index in
+		// claim order, and the waiting ones in the order they were stored,
+		// without sorting, and stops at the limit; reclaiming and deleting
+		// find claimed events by id.
+		{`UPDATE outbox_claimed SET claimed_at = ? WHERE id IN (
+			SELECT id FROM outbox_claimed WHERE claimed_at < ? ORDER BY claimed_at, id LIMIT ?)`,
+			"COVERING INDEX outbox_claimed_at", []string{"SCAN outbox_claimed"}},
+		{`INSERT INTO outbox_claimed (` + eventColumns + `, claimed_at) SELECT ` + eventColumns + `, ? FROM outbox WHERE true
+			ORDER BY rowid LIMIT ? ON CONFLICT (id) DO UPDATE SET claimed_at = excluded.claimed_at`, "SCAN outbox", nil},
+		{`DELETE FROM outbox WHERE rowid IN (SELECT rowid FROM outbox ORDER BY rowid LIMIT ?)`,
+			"SEARCH outbox USING INTEGER PRIMARY KEY (rowid=?)", nil},
+		{`DELETE FROM outbox_claimed WHERE id IN (SELECT value FROM json_each(?))`,
+			"SEARCH outbox_claimed USING PRIMARY KEY (id=?)", []string{"SCAN outbox_claimed"}},
 		{`SELECT ` + deliveryColumns + ` FROM deliveries WHERE workspace_id = ? AND id = ?`, "sqlite_autoindex_deliveries_1", nil},
 		{`SELECT ` + deliveryColumns + ` FROM deliveries WHERE workspace_id = ? AND webhook_id = ?
 			ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?`, "deliveries_webhook", nil},

@@ -135,3 +135,48 @@ func TestClaimEventsConcurrent(t *testing.T) {
 		t.Error("an event was claimed twice")
 	}
 }
+
+// TestClaimEventsWithDuplicateIDs stores two waiting events with one id,
+// which no write does: claims still take every event, the duplicate as
+// one, and then the ones stored after it.
+func TestClaimEventsWithDuplicateIDs(t *testing.T) {
+	ctx := t.Context()
+	db := openTemp(t)
+	defer db.Close()
+	raw, err := sql.Open("sqlite", db.Path())
+	must(t, err)
+	defer raw.Close()
+	dup := store.NewID()
+	for range 2 {
+		_, err := raw.Exec(`INSERT INTO outbox (id, workspace_id, type, created_at, data) VALUES (?, 'w', 'lead.created', 0, ?)`, dup, []byte(`{}`))
+		must(t, err)
+	}
+	ws := store.NewID()
+	rec := &store.Record{Resource: store.Leads, ID: store.NewID(), WorkspaceID: ws, Fields: map[string]any{"name": "After"},
+		CreatedAt: t0, UpdatedAt: t0, CreatedVia: store.CreatedViaAPI}
+	must(t, db.InsertRecord(ctx, rec))
+
+	now := t0.Add(time.Hour)
+	evs, err := db.ClaimEvents(ctx, now, now.Add(-time.Minute), 2)
+	must(t, err)
+	if len(evs) != 2 || evs[0].ID != dup || evs[1].ID != dup {
+		t.Fatalf("first claim = %v, want the duplicate twice", eventIDs(evs))
+	}
+	evs, err = db.ClaimEvents(ctx, now, now.Add(-time.Minute), 10)
+	must(t, err)
+	if len(evs) != 1 || evs[0].WorkspaceID != ws || evs[0].Type != "lead.created" {
+		t.Fatalf("second claim = %v, want the record's event", eventIDs(evs))
+	}
+	must(t, db.DeleteEvents(ctx, []string{dup, evs[0].ID}))
+	if evs, err := db.ClaimEvents(ctx, now.Add(time.Hour), now.Add(time.Hour), 10); err != nil || len(evs) != 0 {
+		t.Errorf("the outbox after deleting all holds %v (%v), want nothing", eventIDs(evs), err)
+	}
+}
+
+func eventIDs(evs []store.Event) []string {
+	ids := make([]string, len(evs))
+	for i, ev := range evs {
+		ids[i] = ev.ID
+	}
+	return ids
+}

@@ -384,7 +384,13 @@ func (s *suite) service(t *testing.T) {
 			if got := wantCode(t, err, store.EFORBIDDEN); got.Message != store.ErrMissingScope.Message {
 				t.Errorf("%s: message %q, want %q", op.Name, got.Message, store.ErrMissingScope.Message)
 			}
-			only := e.svc.Scoped(e.principal(t, e.wa, op.Scope))
+			onlyScopes := []store.Scope{op.Scope}
+			if isWebhookAction(op.Action) {
+				// A subscription is managed only by keys that could receive
+				// its events.
+				onlyScopes = append(onlyScopes, webhookReach)
+			}
+			only := e.svc.Scoped(e.principal(t, e.wa, onlyScopes...))
 			if err := call(t, only, op, id, fresh); err != nil {
 				t.Errorf("%s with only %s: %v", op.Name, op.Scope, err)
 			}

@@ -373,7 +373,14 @@ func (s *suite) webhooks(t *testing.T) {
 		change.Filter = map[string]string{"source": "Vendor ABC"}
 		change.APIKeyID = store.NewID()
 		change.CreatedAt = at(time.Hour)
-		must(t, b.UpdateWebhook(t.Context(), &change), "UpdateWebhook")
+		// An update from a stale read changes nothing.
+		stale := change
+		stale.URL = hookURL + "/stale"
+		err := b.UpdateWebhook(t.Context(), &stale, orig.UpdatedAt.Add(-time.Millisecond))
+		if !errors.Is(err, store.ErrStale) {
+			t.Errorf("UpdateWebhook from a stale read = %v, want ErrStale", err)
+		}
+		must(t, b.UpdateWebhook(t.Context(), &change, orig.UpdatedAt), "UpdateWebhook")
 		got, err := b.FindWebhookByID(t.Context(), wa.ID, orig.ID)
 		must(t, err, "FindWebhookByID")
 		wantWebhook(t, got, &want)
@@ -385,7 +392,7 @@ func (s *suite) webhooks(t *testing.T) {
 		want.Enabled, want.DisabledReason, want.FailingSince, want.ExpiresAt = true, "", nil, nil
 		want.UpdatedAt = at(2 * time.Hour)
 		back := want
-		must(t, b.UpdateWebhook(t.Context(), &back), "UpdateWebhook")
+		must(t, b.UpdateWebhook(t.Context(), &back, at(time.Hour)), "UpdateWebhook")
 		got, err = b.FindWebhookByID(t.Context(), wa.ID, orig.ID)
 		must(t, err, "FindWebhookByID")
 		wantWebhook(t, got, &want)
@@ -394,10 +401,10 @@ func (s *suite) webhooks(t *testing.T) {
 		away := want
 		away.WorkspaceID = wb.ID
 		away.Enabled = false
-		wantCode(t, b.UpdateWebhook(t.Context(), &away), store.ENOTFOUND)
+		wantCode(t, b.UpdateWebhook(t.Context(), &away, want.UpdatedAt), store.ENOTFOUND)
 		unknown := want
 		unknown.ID = store.NewID()
-		wantCode(t, b.UpdateWebhook(t.Context(), &unknown), store.ENOTFOUND)
+		wantCode(t, b.UpdateWebhook(t.Context(), &unknown, want.UpdatedAt), store.ENOTFOUND)
 		got, err = b.FindWebhookByID(t.Context(), wa.ID, orig.ID)
 		must(t, err, "FindWebhookByID")
 		wantWebhook(t, got, &want)
@@ -478,12 +485,25 @@ func (s *suite) webhooks(t *testing.T) {
 		want.FailingSince = ptr(at(2 * time.Hour))
 		check("after a new failure", &want)
 
-		must(t, b.DisableWebhook(t.Context(), wb.ID, w.ID, "elsewhere", at(3*time.Hour)), "DisableWebhook from another workspace")
-		must(t, b.DisableWebhook(t.Context(), wa.ID, store.NewID(), "unknown", at(3*time.Hour)), "DisableWebhook of an unknown id")
-		check("after DisableWebhook elsewhere", &want)
-		must(t, b.DisableWebhook(t.Context(), wa.ID, w.ID, "Deliveries failed for 3 days.", at(3*time.Hour)), "DisableWebhook")
+		disable := func(ws, id, reason string, since *time.Time, wantDone bool) {
+			t.Helper()
+			done, err := b.DisableWebhook(t.Context(), ws, id, reason, at(3*time.Hour), since)
+			if err != nil || done != wantDone {
+				t.Errorf("DisableWebhook(%s, since %v) = %v, %v; want %v", reason, since, done, err, wantDone)
+			}
+		}
+		disable(wb.ID, w.ID, "elsewhere", nil, false)
+		disable(wa.ID, store.NewID(), "unknown", nil, false)
+		// A streak other than the one read (a success and a new failure
+		// since) keeps it on.
+		disable(wa.ID, w.ID, "stale streak", ptr(at(time.Hour)), false)
+		check("after DisableWebhook elsewhere or with a stale streak", &want)
+		disable(wa.ID, w.ID, "Deliveries failed for 3 days.", ptr(at(2*time.Hour)), true)
 		want.Enabled, want.DisabledReason, want.UpdatedAt = false, "Deliveries failed for 3 days.", at(3*time.Hour)
 		check("after DisableWebhook", &want)
+		// Disabling a disabled subscription changes nothing.
+		disable(wa.ID, w.ID, "again", nil, false)
+		check("after DisableWebhook again", &want)
 	})
 
 	s.test(t, "Deliveries", func(t *testing.T, b store.Backend) {
@@ -753,16 +773,15 @@ func (s *suite) webhooks(t *testing.T) {
 	s.test(t, "ClaimEvents", func(t *testing.T, b store.Backend) {
 		wa := newWorkspace(t, b, "A", at(0))
 		wb := newWorkspace(t, b, "B", at(0))
-		// Events are returned oldest first whatever the order of the writes.
-		var recs []*store.Record
-		for i, sec := range []int{5, 1, 4, 2, 3} {
+		// Events are returned oldest first, in id order, across workspaces.
+		var byAge []*store.Record
+		for i := range 5 {
 			ws := wa.ID
 			if i%2 == 1 {
 				ws = wb.ID
 			}
-			recs = append(recs, insertRecord(t, b, store.Leads, ws, minimalFields(store.Leads, i), at(time.Duration(sec)*time.Second)))
+			byAge = append(byAge, insertRecord(t, b, store.Leads, ws, minimalFields(store.Leads, i), at(time.Duration(i+1)*time.Second)))
 		}
-		byAge := []*store.Record{recs[1], recs[3], recs[4], recs[2], recs[0]}
 		claim := func(what string, now, staleBefore time.Time, limit int, want []*store.Record) []store.Event {
 			t.Helper()
 			evs, err := b.ClaimEvents(t.Context(), now, staleBefore, limit)
@@ -983,15 +1002,26 @@ func (s *suite) webhooks(t *testing.T) {
 		strict := store.NewService(b, store.WithClock(e.clock.Now), store.WithKeyCacheTTL(0))
 		_, _, err = strict.Scoped(e.admin.p).CreateWebhook(ctx, store.WebhookInput{URL: hookURL, Events: []string{"*"}})
 		wantCode(t, err, store.EBADREQUEST)
-		readOnly := e.svc.Scoped(e.issue(t, store.KeyInput{WorkspaceID: e.wa.ID, Name: "reader", Scopes: scopes("read:webhooks", "read:leads")}).p)
+		readOnly := e.svc.Scoped(e.issue(t, store.KeyInput{WorkspaceID: e.wa.ID, Name: "reader",
+			Scopes: scopes("read:webhooks", "read:leads", "read:deals")}).p)
 		_, _, err = readOnly.CreateWebhook(ctx, store.WebhookInput{URL: hookURL, Events: []string{"*"}})
 		wantCode(t, err, store.EFORBIDDEN)
 		_, err = readOnly.UpdateWebhook(ctx, w.ID, store.WebhookPatch{Enabled: ptr(false)})
 		wantCode(t, err, store.EFORBIDDEN)
 		wantCode(t, readOnly.DeleteWebhook(ctx, w.ID), store.EFORBIDDEN)
-		if list, err := readOnly.FindWebhooks(ctx); err != nil || len(list) != 3 {
-			t.Errorf("a read:webhooks key lists %d webhooks (%v), want 3", len(list), err)
-		}
+		// A key sees the subscriptions whose events it could receive itself:
+		// not the admin's "*" one (keys, every resource).
+		readable, err := readOnly.FindWebhooks(ctx)
+		must(t, err, "FindWebhooks")
+		wantIDs(t, "webhooks a leads and deals reader sees", webhookIDs(readable), []string{w.ID, second.ID})
+		readable, err = noAdmin.FindWebhooks(ctx)
+		must(t, err, "FindWebhooks")
+		wantIDs(t, "webhooks a deals key sees", webhookIDs(readable), []string{second.ID})
+		_, err = noAdmin.FindWebhookByID(ctx, w.ID)
+		wantCode(t, err, store.ENOTFOUND)
+		_, err = noAdmin.UpdateWebhook(ctx, w.ID, store.WebhookPatch{URL: ptr(hookURL + "/elsewhere")})
+		wantCode(t, err, store.ENOTFOUND)
+		wantCode(t, noAdmin.DeleteWebhook(ctx, expiring.ID), store.ENOTFOUND)
 		list, err = e.sc.FindWebhooks(ctx)
 		must(t, err, "FindWebhooks")
 		if len(list) != 3 {
@@ -1050,6 +1080,160 @@ func (s *suite) webhooks(t *testing.T) {
 			_, err = e.sc.FindWebhookByID(ctx, id)
 			wantCode(t, err, store.ENOTFOUND)
 		}
+	})
+
+	s.test(t, "RevokedKeysSubscriptions", func(t *testing.T, b store.Backend) {
+		e := newHookEnv(t, b)
+		ctx := t.Context()
+		vendor := e.issue(t, store.KeyInput{WorkspaceID: e.wa.ID, Name: "vendor",
+			Scopes: scopes("read:leads", "read:webhooks", "write:webhooks")})
+		rotated := e.issue(t, store.KeyInput{WorkspaceID: e.wa.ID, Name: "rotated",
+			Scopes: scopes("read:leads", "read:webhooks", "write:webhooks")})
+		byVendor := e.subscribe(t, e.svc.Scoped(vendor.p), "lead.*")
+		byRotated := e.subscribe(t, e.svc.Scoped(rotated.p), "lead.*")
+		byAdmin := e.subscribe(t, e.sc, "lead.*")
+
+		// Revoking a key (by an admin or the operator) turns off what it
+		// subscribed, and nothing else.
+		_, err := e.sc.RevokeAPIKey(ctx, vendor.key.ID)
+		must(t, err, "RevokeAPIKey")
+		got, err := e.sc.FindWebhookByID(ctx, byVendor.ID)
+		must(t, err, "FindWebhookByID")
+		if got.Enabled || got.Status != store.WebhookDisabled || got.DisabledReason != store.DisabledByRevocation {
+			t.Errorf("subscription of a revoked key = %+v", got)
+		}
+		// A rotated key's old key expires; its subscriptions keep working.
+		_, _, err = e.sc.RotateAPIKey(ctx, rotated.key.ID, 0)
+		must(t, err, "RotateAPIKey")
+		for _, id := range []string{byRotated.ID, byAdmin.ID} {
+			got, err := e.sc.FindWebhookByID(ctx, id)
+			must(t, err, "FindWebhookByID")
+			if !got.Enabled || got.Status != store.WebhookActive {
+				t.Errorf("subscription %s after another key's revocation or a rotation = %+v", id, got)
+			}
+		}
+		// Nothing is sent to the disabled one.
+		lead, err := e.sc.CreateRecord(ctx, store.Leads, map[string]any{"name": "After the revocation"})
+		must(t, err, "CreateRecord")
+		evs, err := e.svc.ClaimEvents(ctx, 100)
+		must(t, err, "ClaimEvents")
+		ds, err := e.svc.FanOut(ctx, evs)
+		must(t, err, "FanOut")
+		var to []string
+		for _, d := range ds {
+			to = append(to, d.WebhookID)
+		}
+		slices.Sort(to)
+		want := []string{byRotated.ID, byAdmin.ID}
+		slices.Sort(want)
+		wantIDs(t, "subscriptions that get "+lead.ID, to, want)
+		// The operator's revocation does the same.
+		other := e.issue(t, store.KeyInput{WorkspaceID: e.wa.ID, Name: "other", Scopes: scopes("read:leads", "write:webhooks")})
+		byOther := e.subscribe(t, e.svc.Scoped(other.p), "lead.created")
+		_, err = e.svc.RevokeAPIKey(ctx, other.key.ID)
+		must(t, err, "operator RevokeAPIKey")
+		got, err = e.sc.FindWebhookByID(ctx, byOther.ID)
+		must(t, err, "FindWebhookByID")
+		if got.Enabled || got.DisabledReason != store.DisabledByRevocation {
+			t.Errorf("subscription of a key the operator revoked = %+v", got)
+		}
+	})
+
+	s.test(t, "DisableFailingWebhooks", func(t *testing.T, b store.Backend) {
+		e := newHookEnv(t, b)
+		ctx := t.Context()
+		long := e.subscribe(t, e.sc, "lead.*")
+		recent := e.subscribe(t, e.sc, "lead.*")
+		healthy := e.subscribe(t, e.sc, "lead.*")
+		off := e.subscribe(t, e.sc, "lead.*")
+		other := e.subscribe(t, e.scB, "lead.*")
+		start := e.clock.Now()
+		for _, w := range []*store.Webhook{long, off} {
+			must(t, b.SetWebhookFailing(ctx, e.wa.ID, w.ID, ptr(start)), "SetWebhookFailing")
+		}
+		must(t, b.SetWebhookFailing(ctx, e.wb.ID, other.ID, ptr(start)), "SetWebhookFailing")
+		_, err := e.sc.UpdateWebhook(ctx, off.ID, store.WebhookPatch{Enabled: ptr(false)})
+		must(t, err, "UpdateWebhook")
+		e.clock.Add(71 * time.Hour)
+		must(t, b.SetWebhookFailing(ctx, e.wa.ID, recent.ID, ptr(e.clock.Now())), "SetWebhookFailing")
+		n, err := e.svc.DisableFailingWebhooks(ctx, 72*time.Hour)
+		if err != nil || n != 0 {
+			t.Errorf("DisableFailingWebhooks before 72 h = %d, %v; want 0", n, err)
+		}
+		e.clock.Add(2 * time.Hour)
+		n, err = e.svc.DisableFailingWebhooks(ctx, 72*time.Hour)
+		if err != nil || n != 2 {
+			t.Errorf("DisableFailingWebhooks after 73 h = %d, %v; want 2 (one per workspace)", n, err)
+		}
+		for _, c := range []struct {
+			sc      *store.Scoped
+			w       *store.Webhook
+			enabled bool
+		}{{e.sc, long, false}, {e.sc, recent, true}, {e.sc, healthy, true}, {e.scB, other, false}} {
+			got, err := c.sc.FindWebhookByID(ctx, c.w.ID)
+			must(t, err, "FindWebhookByID")
+			if got.Enabled != c.enabled || (!c.enabled && !strings.Contains(got.DisabledReason, "re-enable")) {
+				t.Errorf("subscription %s: enabled %v (reason %q), want %v", c.w.ID, got.Enabled, got.DisabledReason, c.enabled)
+			}
+		}
+		got, err := e.sc.FindWebhookByID(ctx, off.ID)
+		must(t, err, "FindWebhookByID")
+		if got.DisabledReason != store.DisabledByClient {
+			t.Errorf("a subscription a client turned off got the reason %q", got.DisabledReason)
+		}
+		// WebhookFailed disables only the streak it read.
+		fresh, err := e.sc.FindWebhookByID(ctx, recent.ID)
+		must(t, err, "FindWebhookByID")
+		must(t, b.SetWebhookFailing(ctx, e.wa.ID, recent.ID, nil), "SetWebhookFailing(nil)") // a success meanwhile
+		e.clock.Add(100 * time.Hour)
+		disabled, err := e.svc.WebhookFailed(ctx, fresh, 72*time.Hour, "stale")
+		if err != nil || disabled {
+			t.Errorf("WebhookFailed on a streak that ended meanwhile = %v, %v; want not disabled", disabled, err)
+		}
+	})
+
+	s.test(t, "FanOutSkipsEarlierEvents", func(t *testing.T, b store.Backend) {
+		e := newHookEnv(t, b)
+		ctx := t.Context()
+		_, err := e.sc.CreateRecord(ctx, store.Leads, map[string]any{"name": "Before the subscription"})
+		must(t, err, "CreateRecord")
+		e.clock.Add(time.Second)
+		w := e.subscribe(t, e.sc, "lead.*")
+		after, err := e.sc.CreateRecord(ctx, store.Leads, map[string]any{"name": "After the subscription"})
+		must(t, err, "CreateRecord")
+		evs, err := e.svc.ClaimEvents(ctx, 100)
+		must(t, err, "ClaimEvents")
+		ds, err := e.svc.FanOut(ctx, evs)
+		must(t, err, "FanOut")
+		if len(ds) != 1 || ds[0].WebhookID != w.ID || !strings.Contains(string(ds[0].Payload), after.ID) {
+			t.Errorf("FanOut of an event older than the subscription and a newer one = %d deliveries, want the newer one only", len(ds))
+		}
+	})
+
+	s.test(t, "ReplayAfterEventsChanged", func(t *testing.T, b store.Backend) {
+		e := newHookEnv(t, b)
+		ctx := t.Context()
+		w := e.subscribe(t, e.sc, "lead.*")
+		_, err := e.sc.CreateRecord(ctx, store.Leads, map[string]any{"name": "Replayed"})
+		must(t, err, "CreateRecord")
+		evs, err := e.svc.ClaimEvents(ctx, 100)
+		must(t, err, "ClaimEvents")
+		ds, err := e.svc.FanOut(ctx, evs)
+		must(t, err, "FanOut")
+		if len(ds) != 1 {
+			t.Fatalf("%d deliveries, want 1", len(ds))
+		}
+		done := *ds[0]
+		done.Status, done.Attempts, done.NextAttemptAt = store.DeliveryDelivered, 1, nil
+		must(t, e.svc.UpdateDelivery(ctx, &done, 0), "UpdateDelivery")
+		_, err = e.sc.UpdateWebhook(ctx, w.ID, store.WebhookPatch{Events: []string{"note.*"}})
+		must(t, err, "UpdateWebhook")
+		_, err = e.sc.ReplayDelivery(ctx, w.ID, done.ID)
+		wantCode(t, err, store.ECONFLICT)
+		_, err = e.sc.UpdateWebhook(ctx, w.ID, store.WebhookPatch{Events: []string{"*"}})
+		must(t, err, "UpdateWebhook")
+		_, err = e.sc.ReplayDelivery(ctx, w.ID, done.ID)
+		must(t, err, "ReplayDelivery once the subscription asks for leads again")
 	})
 
 	s.test(t, "ScopedOtherWorkspace", func(t *testing.T, b store.Backend) {
@@ -1261,7 +1445,9 @@ func (s *suite) webhooks(t *testing.T) {
 		_, err := e.sc.UpdateWebhook(ctx, off.ID, store.WebhookPatch{Enabled: ptr(false)})
 		must(t, err, "UpdateWebhook")
 		disabled := e.subscribe(t, e.sc, "*")
-		must(t, b.DisableWebhook(ctx, e.wa.ID, disabled.ID, "failing", e.clock.Now()), "DisableWebhook")
+		if done, err := b.DisableWebhook(ctx, e.wa.ID, disabled.ID, "failing", e.clock.Now(), nil); err != nil || !done {
+			t.Fatalf("DisableWebhook = %v, %v", done, err)
+		}
 		expired, _, err := e.sc.CreateWebhook(ctx, store.WebhookInput{URL: hookURL, Events: []string{"*"}, ExpiresAt: ptr(e.clock.Now().Add(time.Hour))})
 		must(t, err, "CreateWebhook")
 		failing := e.subscribe(t, e.sc, "lead.*")
@@ -1614,12 +1800,16 @@ func isWebhookAction(a store.Action) bool {
 	return false
 }
 
+// webhookReach is the scope a key needs, besides the operation's, to manage
+// the subscriptions of webhookTarget (whose events are note.*).
+var webhookReach = store.ReadScope("notes")
+
 // webhookTarget creates a subscription through full for a scope check of
 // action a and returns its id, and for a replay "webhook id/delivery id" of
 // a finished delivery.
 func webhookTarget(t *testing.T, e *env, full *store.Scoped, a store.Action) string {
 	t.Helper()
-	w, _, err := full.CreateWebhook(t.Context(), store.WebhookInput{URL: hookURL, Events: []string{"*"}})
+	w, _, err := full.CreateWebhook(t.Context(), store.WebhookInput{URL: hookURL, Events: []string{"note.*"}})
 	must(t, err, "CreateWebhook")
 	if a != store.ActionReplayDelivery {
 		return w.ID
