@@ -52,6 +52,15 @@ type Config struct {
 	// (default 20). They have workers of their own, so that receivers slow
 	// to answer never hold back usage batches or maintenance.
 	WebhookConcurrency int
+	// WebhookPerSubscription is the number of deliveries to one
+	// subscription made at once by this Server (default 4), so that a slow
+	// receiver holds a few workers at most; its other deliveries are put
+	// back for about a second, no attempt counted. Negative: no limit.
+	WebhookPerSubscription int
+	// WebhookFanOutConcurrency is the number of fan-outs run at once
+	// (default 2), on workers of their own, so that new events never wait
+	// for deliveries.
+	WebhookFanOutConcurrency int
 	// WebhookPollInterval is how often idle delivery workers look for new
 	// tasks (default 100 ms). A change waits for it twice, at the fan-out
 	// and at the delivery; retries are moved to the queue every five polls,
@@ -74,8 +83,14 @@ type Config struct {
 	// (default 72 h).
 	WebhookDisableAfter time.Duration
 	// WebhookSweepInterval is how often pending deliveries more than
-	// SweepGrace overdue are dispatched again (default 1 min). Negative: never.
+	// WebhookSweepGrace overdue are dispatched again, and subscriptions
+	// failing for longer than WebhookDisableAfter disabled (default 1 min).
+	// Negative: never.
 	WebhookSweepInterval time.Duration
+	// WebhookSweepGrace is how overdue a pending delivery must be for the
+	// sweep to take its task for lost and dispatch it again (default
+	// SweepGrace, 1 min).
+	WebhookSweepGrace time.Duration
 	// DeliveryRetention is how long finished deliveries are kept in the
 	// delivery log (default 30 days); they are deleted every
 	// RetentionInterval. Negative: never delete them.
@@ -89,7 +104,10 @@ type Config struct {
 type Queues struct {
 	Usage       string // usage batches (default QueueUsage)
 	Maintenance string // retention, purge, unused-key revocation and the webhook sweep (default QueueMaintenance)
-	Webhooks    string // webhook fan-outs and deliveries (default QueueWebhooks)
+	Webhooks    string // webhook deliveries (default QueueWebhooks)
+	// WebhookFanOut holds webhook fan-outs (default Webhooks + "-fanout",
+	// QueueWebhookFanOut with the default Webhooks).
+	WebhookFanOut string
 }
 
 // Server defaults.
@@ -117,6 +135,9 @@ func (c Config) withDefaults() Config {
 	if c.Queues.Webhooks == "" {
 		c.Queues.Webhooks = QueueWebhooks
 	}
+	if c.Queues.WebhookFanOut == "" {
+		c.Queues.WebhookFanOut = c.Queues.Webhooks + "-fanout"
+	}
 	if c.Retention == 0 {
 		c.Retention = DefaultRetention
 	}
@@ -138,6 +159,12 @@ func (c Config) withDefaults() Config {
 	if c.WebhookConcurrency <= 0 {
 		c.WebhookConcurrency = DefaultWebhookConcurrency
 	}
+	if c.WebhookPerSubscription == 0 {
+		c.WebhookPerSubscription = DefaultWebhookPerSubscription
+	}
+	if c.WebhookFanOutConcurrency <= 0 {
+		c.WebhookFanOutConcurrency = DefaultWebhookFanOutConcurrency
+	}
 	if c.WebhookPollInterval <= 0 {
 		c.WebhookPollInterval = DefaultWebhookPollInterval
 	}
@@ -157,6 +184,9 @@ func (c Config) withDefaults() Config {
 	if c.WebhookSweepInterval == 0 {
 		c.WebhookSweepInterval = DefaultWebhookSweepInterval
 	}
+	if c.WebhookSweepGrace <= 0 {
+		c.WebhookSweepGrace = SweepGrace
+	}
 	if c.DeliveryRetention == 0 {
 		c.DeliveryRetention = DefaultDeliveryRetention
 	}
@@ -174,7 +204,8 @@ func (c Config) withDefaults() Config {
 type Server struct {
 	cfg    Config
 	srv    *asynq.Server // usage and maintenance
-	whSrv  *asynq.Server // webhooks, with workers of their own
+	whSrv  *asynq.Server // webhook deliveries, with workers of their own
+	foSrv  *asynq.Server // webhook fan-outs, with workers of their own
 	relay  *relay
 	mux    *asynq.ServeMux
 	client *asynq.Client
@@ -225,7 +256,7 @@ func NewServer(rdb redis.UniversalClient, svc *store.Service, cfg Config, logger
 	}
 	NewHandlers(svc, log).Register(s.mux)
 	NewWebhookHandlers(rdb, svc, cfg, log).Register(s.mux)
-	s.relay = &relay{svc: svc, enqueue: s.client.EnqueueContext, queue: cfg.Queues.Webhooks,
+	s.relay = &relay{svc: svc, unique: newUniqueEnqueuer(rdb), queue: cfg.Queues.WebhookFanOut,
 		interval: cfg.RelayInterval, log: log}
 	if cfg.Retention > 0 {
 		s.periodic = append(s.periodic, &periodicTask{id: usageRetentionID, interval: cfg.RetentionInterval,
@@ -274,20 +305,25 @@ func NewServer(rdb redis.UniversalClient, svc *store.Service, cfg Config, logger
 		TaskCheckInterval: cfg.PollInterval,
 		HealthCheckFunc:   healthCheck,
 	})
-	s.whSrv = asynq.NewServerFromRedisClient(rdb, asynq.Config{
-		Concurrency:     cfg.WebhookConcurrency,
-		Queues:          map[string]int{cfg.Queues.Webhooks: 1},
-		ErrorHandler:    asynq.ErrorHandlerFunc(s.handleError),
-		Logger:          asynqLog,
-		LogLevel:        asynq.WarnLevel,
-		ShutdownTimeout: cfg.ShutdownTimeout,
-		// Each idle look for a task is one Redis call; retries, scheduled
-		// to the second, are moved to the queue every few looks.
-		TaskCheckInterval:        cfg.WebhookPollInterval,
-		DelayedTaskCheckInterval: min(5*cfg.WebhookPollInterval, time.Second),
-		RetryDelayFunc:           webhookRetryDelay,
-		HealthCheckFunc:          healthCheck,
-	})
+	webhookServer := func(concurrency int, queue string) *asynq.Server {
+		return asynq.NewServerFromRedisClient(rdb, asynq.Config{
+			Concurrency:     concurrency,
+			Queues:          map[string]int{queue: 1},
+			ErrorHandler:    asynq.ErrorHandlerFunc(s.handleError),
+			Logger:          asynqLog,
+			LogLevel:        asynq.WarnLevel,
+			ShutdownTimeout: cfg.ShutdownTimeout,
+			// Each idle look for a task is one Redis call; retries, scheduled
+			// to the second, are moved to the queue every few looks.
+			TaskCheckInterval:        cfg.WebhookPollInterval,
+			DelayedTaskCheckInterval: min(5*cfg.WebhookPollInterval, time.Second),
+			RetryDelayFunc:           webhookRetryDelay,
+			IsFailure:                webhookFailure,
+			HealthCheckFunc:          healthCheck,
+		})
+	}
+	s.whSrv = webhookServer(cfg.WebhookConcurrency, cfg.Queues.Webhooks)
+	s.foSrv = webhookServer(cfg.WebhookFanOutConcurrency, cfg.Queues.WebhookFanOut)
 	return s
 }
 
@@ -295,11 +331,22 @@ func NewServer(rdb redis.UniversalClient, svc *store.Service, cfg Config, logger
 // again: 1 s, doubling up to a minute, plus up to half as much jitter.
 // Webhook tasks fail only when the store or Redis does (a failed HTTP
 // attempt is recorded, not returned), so they are retried soon after it
-// comes back rather than after asynq's backoff of minutes to hours.
-func webhookRetryDelay(n int, _ error, _ *asynq.Task) time.Duration {
+// comes back rather than after asynq's backoff of minutes to hours. A
+// delivery whose subscription has all its deliveries in flight waits
+// busyRetryDelay.
+func webhookRetryDelay(n int, err error, _ *asynq.Task) time.Duration {
+	if errors.Is(err, errSubscriptionBusy) {
+		return busyRetryDelay
+	}
 	d := min(time.Second<<min(max(n, 0), 6), time.Minute)
 	return d + rand.N(d/2+1)
 }
+
+// webhookFailure tells asynq which errors of webhook tasks count as a
+// failure, and so as a retry: all but errSubscriptionBusy, a delivery put
+// back to wait its turn. (A task whose retries are already used up by
+// store errors is archived all the same; the sweep replaces it.)
+func webhookFailure(err error) bool { return err != nil && !errors.Is(err, errSubscriptionBusy) }
 
 // handleError is the one place where task failures are logged: once per
 // failed attempt, with what asynq will do next.
@@ -310,6 +357,8 @@ func (s *Server) handleError(ctx context.Context, t *asynq.Task, err error) {
 	queue, _ := asynq.GetQueueName(ctx)
 	attrs := []any{"task", t.Type(), "id", id, "queue", queue, "retried", retried, "max_retry", maxRetry, "err", err}
 	switch {
+	case errors.Is(err, errSubscriptionBusy) && retried < maxRetry:
+		// Waiting its turn, no failure.
 	case errors.Is(err, asynq.SkipRetry):
 		s.log.Error("task failed and is archived without retry", attrs...)
 	case retried >= maxRetry:
@@ -332,13 +381,19 @@ func (s *Server) Start() error {
 		s.srv.Shutdown()
 		return fmt.Errorf("worker: start webhook workers: %w", err)
 	}
+	if err := s.foSrv.Start(s.mux); err != nil {
+		s.srv.Shutdown()
+		s.whSrv.Shutdown()
+		return fmt.Errorf("worker: start webhook fan-out workers: %w", err)
+	}
 	s.started.Store(true)
 	s.wg.Go(func() { s.relay.run(s.stop) })
 	if len(s.periodic) > 0 {
 		s.wg.Go(s.schedule)
 	}
 	s.log.Info("worker started", "concurrency", s.cfg.Concurrency, "webhook_concurrency", s.cfg.WebhookConcurrency,
-		"queues", []string{s.cfg.Queues.Usage, s.cfg.Queues.Maintenance, s.cfg.Queues.Webhooks},
+		"webhook_per_subscription", s.cfg.WebhookPerSubscription, "webhook_fanout_concurrency", s.cfg.WebhookFanOutConcurrency,
+		"queues", []string{s.cfg.Queues.Usage, s.cfg.Queues.Maintenance, s.cfg.Queues.Webhooks, s.cfg.Queues.WebhookFanOut},
 		"retention", s.cfg.Retention, "retention_interval", s.cfg.RetentionInterval,
 		"tombstone_retention", s.cfg.TombstoneRetention, "disable_unused_interval", s.cfg.DisableUnusedInterval,
 		"webhook_timeout", s.cfg.WebhookTimeout, "webhook_retry_schedule", s.cfg.WebhookRetrySchedule,
@@ -358,6 +413,7 @@ func (s *Server) Shutdown() {
 	var wg sync.WaitGroup
 	wg.Go(s.srv.Shutdown)
 	wg.Go(s.whSrv.Shutdown)
+	wg.Go(s.foSrv.Shutdown)
 	wg.Wait()
 	s.log.Info("worker stopped")
 }

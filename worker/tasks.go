@@ -30,13 +30,14 @@ const (
 
 	// TypeWebhookFanOut turns events of the outbox into deliveries, hands
 	// them to TypeWebhookDeliver tasks and removes the events from the
-	// outbox (WebhookFanOutPayload).
+	// outbox (WebhookFanOutPayload). Its task id is FanOutTaskID.
 	TypeWebhookFanOut = "webhook:fanout"
 	// TypeWebhookDeliver makes one attempt at a delivery
 	// (WebhookDeliverPayload).
 	TypeWebhookDeliver = "webhook:deliver"
 	// TypeWebhookSweep dispatches again the pending deliveries whose
-	// attempt is overdue, because their task was lost (no payload).
+	// attempt is overdue, because their task was lost, and disables the
+	// subscriptions that have failed for too long (no payload).
 	TypeWebhookSweep = "webhook:sweep"
 	// TypeWebhookRetention deletes finished deliveries older than the
 	// delivery log's retention (WebhookRetentionPayload).
@@ -48,12 +49,15 @@ const (
 
 // Default queue names. Usage batches have their own queue so that
 // maintenance never delays them; Server processes both, usage first (6:1).
-// Webhook fan-outs and deliveries have a queue, and workers, of their own,
-// so that slow receivers never hold back usage or maintenance.
+// Webhook deliveries have a queue, and workers, of their own, so that slow
+// receivers never hold back usage or maintenance; webhook fan-outs have
+// another, with workers of its own, so that new events are never queued
+// behind deliveries.
 const (
-	QueueUsage       = "usage"
-	QueueMaintenance = "maintenance"
-	QueueWebhooks    = "webhooks"
+	QueueUsage         = "usage"
+	QueueMaintenance   = "maintenance"
+	QueueWebhooks      = "webhooks"
+	QueueWebhookFanOut = "webhooks-fanout"
 )
 
 // Options of the usage batch task.

@@ -3,6 +3,8 @@ package worker
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,6 +15,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -70,6 +73,13 @@ const (
 	// DefaultWebhookConcurrency is the number of deliveries made at once by
 	// one Server.
 	DefaultWebhookConcurrency = 20
+	// DefaultWebhookPerSubscription is the number of deliveries to one
+	// subscription one Server makes at once; the others wait their turn
+	// without holding a worker.
+	DefaultWebhookPerSubscription = 4
+	// DefaultWebhookFanOutConcurrency is the number of fan-outs one Server
+	// runs at once, on workers of their own.
+	DefaultWebhookFanOutConcurrency = 2
 	// DefaultRelayInterval is how often the relay looks for events written
 	// by other processes; events written through the Server's own Service
 	// wake it at once.
@@ -89,8 +99,8 @@ const (
 	DefaultKeyExpiryInterval = time.Hour
 	// MaxRetryAfter caps the wait a receiver can ask for with Retry-After.
 	MaxRetryAfter = 24 * time.Hour
-	// SweepGrace is how overdue a pending delivery must be for the sweep to
-	// dispatch it again: its task is then taken to be lost.
+	// SweepGrace is how overdue a pending delivery must be, by default, for
+	// the sweep to dispatch it again: its task is then taken to be lost.
 	SweepGrace = time.Minute
 	// RelayBatch is the most events one fan-out task carries.
 	RelayBatch = 100
@@ -108,14 +118,24 @@ const (
 // HTTP attempt is recorded and the next one scheduled as a new task), and
 // are retried after 1 s, doubling up to a minute (webhookRetryDelay): ten
 // retries span about six minutes. Then the relay claims the events of an
-// archived fan-out again, and the sweep replaces an archived delivery task.
+// archived fan-out again and replaces the task, and the sweep replaces an
+// archived delivery task.
 const (
 	fanOutMaxRetry  = 10
 	fanOutTimeout   = 5 * time.Minute
 	deliverMaxRetry = 10
 	deliverTimeout  = MaxWebhookTimeout + time.Minute
 	webhookUA       = "Hustack-Webhooks/1"
+	// busyRetryDelay is how long a delivery waits when its subscription
+	// has all the deliveries in flight it may have.
+	busyRetryDelay = time.Second
 )
+
+// errSubscriptionBusy is returned, wrapped, by a delivery task whose
+// subscription has Config.WebhookPerSubscription deliveries in flight in
+// this Server. asynq puts the task back for busyRetryDelay without counting
+// a retry (see Server), and it keeps its task id.
+var errSubscriptionBusy = errors.New("the subscription has as many deliveries in flight as allowed; the delivery waits its turn")
 
 // WebhookFanOutPayload is the payload of a TypeWebhookFanOut task: events
 // claimed from the outbox.
@@ -124,7 +144,9 @@ type WebhookFanOutPayload struct {
 }
 
 // NewWebhookFanOutTask returns a task that fans events out, on
-// QueueWebhooks.
+// QueueWebhookFanOut, with the task id FanOutTaskID(events): while a
+// fan-out of the same events is queued, waiting for a retry or running,
+// enqueueing another is refused with asynq.ErrTaskIDConflict.
 func NewWebhookFanOutTask(events []store.Event) (*asynq.Task, error) {
 	if len(events) == 0 {
 		return nil, errors.New("worker: a fan-out holds at least one event")
@@ -133,25 +155,40 @@ func NewWebhookFanOutTask(events []store.Event) (*asynq.Task, error) {
 	if err != nil {
 		return nil, fmt.Errorf("worker: encode fan-out: %w", err)
 	}
-	return asynq.NewTask(TypeWebhookFanOut, payload,
-		asynq.Queue(QueueWebhooks), asynq.MaxRetry(fanOutMaxRetry), asynq.Timeout(fanOutTimeout)), nil
+	return asynq.NewTask(TypeWebhookFanOut, payload, asynq.Queue(QueueWebhookFanOut), asynq.TaskID(FanOutTaskID(events)),
+		asynq.MaxRetry(fanOutMaxRetry), asynq.Timeout(fanOutTimeout)), nil
+}
+
+// FanOutTaskID is the asynq task id of a fan-out of events: "fanout:" and
+// the hex SHA-256 of their sorted ids, the same whatever their order.
+func FanOutTaskID(events []store.Event) string {
+	ids := make([]string, len(events))
+	for i, ev := range events {
+		ids[i] = ev.ID
+	}
+	slices.Sort(ids)
+	sum := sha256.Sum256([]byte(strings.Join(ids, "\n")))
+	return "fanout:" + hex.EncodeToString(sum[:])
 }
 
 // WebhookDeliverPayload is the payload of a TypeWebhookDeliver task.
 // Attempt is the number of attempts the delivery had when the task was
 // made (0 for the first): a task whose delivery has moved on since is a
-// stale duplicate, and does nothing.
+// stale duplicate, and does nothing. WebhookID names the subscription, so
+// that its deliveries in flight are counted before the delivery is read.
 type WebhookDeliverPayload struct {
 	WorkspaceID string `json:"workspace_id"`
 	DeliveryID  string `json:"delivery_id"`
 	Attempt     int    `json:"attempt"`
+	WebhookID   string `json:"webhook_id,omitempty"`
 }
 
 // NewWebhookDeliverTask returns a task that makes the next attempt of d, on
 // QueueWebhooks. Enqueue it with the id DeliveryTaskID(d.ID, d.Attempts),
 // so that dispatching one attempt twice is refused as a conflict.
 func NewWebhookDeliverTask(d *store.Delivery) (*asynq.Task, error) {
-	payload, err := json.Marshal(WebhookDeliverPayload{WorkspaceID: d.WorkspaceID, DeliveryID: d.ID, Attempt: d.Attempts})
+	payload, err := json.Marshal(WebhookDeliverPayload{WorkspaceID: d.WorkspaceID, DeliveryID: d.ID, Attempt: d.Attempts,
+		WebhookID: d.WebhookID})
 	if err != nil {
 		return nil, fmt.Errorf("worker: encode delivery: %w", err)
 	}
@@ -244,13 +281,9 @@ func dispatch(ctx context.Context, client *asynq.Client, queue string, ds []*sto
 // enqueueDelivery enqueues d's next attempt. It reports whether the task
 // id was already taken (the attempt is queued, running or archived).
 func enqueueDelivery(ctx context.Context, client *asynq.Client, queue string, d *store.Delivery) (conflict bool, err error) {
-	task, err := NewWebhookDeliverTask(d)
+	task, opts, err := deliveryTask(d, queue)
 	if err != nil {
 		return false, err
-	}
-	opts := []asynq.Option{asynq.Queue(queue), asynq.TaskID(DeliveryTaskID(d.ID, d.Attempts))}
-	if d.NextAttemptAt != nil && d.NextAttemptAt.After(time.Now()) {
-		opts = append(opts, asynq.ProcessAt(*d.NextAttemptAt))
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
@@ -261,17 +294,132 @@ func enqueueDelivery(ctx context.Context, client *asynq.Client, queue string, d 
 	return false, err
 }
 
+// deliveryTask returns the task of d's next attempt and the options to
+// enqueue it with on queue.
+func deliveryTask(d *store.Delivery, queue string) (*asynq.Task, []asynq.Option, error) {
+	task, err := NewWebhookDeliverTask(d)
+	if err != nil {
+		return nil, nil, err
+	}
+	opts := []asynq.Option{asynq.Queue(queue), asynq.TaskID(DeliveryTaskID(d.ID, d.Attempts))}
+	if d.NextAttemptAt != nil && d.NextAttemptAt.After(time.Now()) {
+		opts = append(opts, asynq.ProcessAt(*d.NextAttemptAt))
+	}
+	return task, opts, nil
+}
+
+// uniqueEnqueuer enqueues tasks whose id says what they do (a fan-out of
+// given events, a delivery's attempt), so that the same work is never
+// queued twice, while a task of that id that is finished (archived once its
+// retries were used up, or kept as completed) does not block the work
+// forever.
+type uniqueEnqueuer struct {
+	rdb       redis.UniversalClient
+	client    *asynq.Client
+	inspector *asynq.Inspector
+}
+
+func newUniqueEnqueuer(rdb redis.UniversalClient) *uniqueEnqueuer {
+	return &uniqueEnqueuer{rdb: rdb, client: asynq.NewClientFromRedisClient(rdb),
+		inspector: asynq.NewInspectorFromRedisClient(rdb)}
+}
+
+// enqueue enqueues task with the given id (also set in opts) on queue.
+// When the id is taken by a finished task, that task is deleted and task
+// enqueued in its place; a task still queued, scheduled, waiting for a
+// retry or running is left alone, as it does the work. It reports whether
+// it enqueued.
+func (u *uniqueEnqueuer) enqueue(ctx context.Context, task *asynq.Task, queue, id string, opts ...asynq.Option) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	for range 2 {
+		_, err := u.client.EnqueueContext(ctx, task, opts...)
+		if !errors.Is(err, asynq.ErrTaskIDConflict) {
+			return err == nil, err
+		}
+		state, err := u.state(ctx, queue, id)
+		switch {
+		case errors.Is(err, asynq.ErrTaskNotFound):
+			continue // finished and removed meanwhile
+		case err != nil:
+			return false, err
+		case state != asynq.TaskStateArchived && state != asynq.TaskStateCompleted:
+			return false, nil
+		}
+		if err := u.inspector.DeleteTask(queue, id); err != nil && !errors.Is(err, asynq.ErrTaskNotFound) {
+			return false, err
+		}
+	}
+	return false, nil // another process enqueued it meanwhile
+}
+
+// state returns the state of task id on queue. The Inspector refuses queues
+// missing from asynq's queue registry (asynq:queues), which asynq does not
+// rebuild after Redis loses its data; the queue is then registered again.
+func (u *uniqueEnqueuer) state(ctx context.Context, queue, id string) (asynq.TaskState, error) {
+	info, err := u.inspector.GetTaskInfo(queue, id)
+	if errors.Is(err, asynq.ErrQueueNotFound) {
+		if err := u.rdb.SAdd(ctx, "asynq:queues", queue).Err(); err != nil {
+			return 0, err
+		}
+		info, err = u.inspector.GetTaskInfo(queue, id)
+	}
+	if err != nil {
+		return 0, err
+	}
+	return info.State, nil
+}
+
 // WebhookHandlers processes the webhook tasks: fan-out, delivery, the sweep
 // of lost deliveries, the delivery log's retention and the announcement of
 // expiring keys.
 type WebhookHandlers struct {
-	svc       *store.Service
-	client    *asynq.Client
-	inspector *asynq.Inspector
-	http      *http.Client
-	cfg       Config
-	log       *slog.Logger
-	redis     outage // failed enqueues of next attempts
+	svc    *store.Service
+	client *asynq.Client
+	unique *uniqueEnqueuer
+	http   *http.Client
+	cfg    Config
+	log    *slog.Logger
+	redis  outage // failed enqueues of next attempts
+	slots  subscriptionSlots
+}
+
+// subscriptionSlots counts the deliveries in flight per subscription.
+type subscriptionSlots struct {
+	max int // <= 0: no limit
+
+	mu sync.Mutex
+	n  map[string]int
+}
+
+// acquire takes a slot of the subscription, unless it has max in flight.
+func (s *subscriptionSlots) acquire(webhookID string) bool {
+	if s.max <= 0 {
+		return true
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.n[webhookID] >= s.max {
+		return false
+	}
+	if s.n == nil {
+		s.n = map[string]int{}
+	}
+	s.n[webhookID]++
+	return true
+}
+
+func (s *subscriptionSlots) release(webhookID string) {
+	if s.max <= 0 {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.n[webhookID] <= 1 {
+		delete(s.n, webhookID)
+		return
+	}
+	s.n[webhookID]--
 }
 
 // NewWebhookHandlers returns the webhook task handlers over svc, enqueueing
@@ -283,13 +431,15 @@ func NewWebhookHandlers(rdb redis.UniversalClient, svc *store.Service, cfg Confi
 		logger = slog.New(slog.DiscardHandler)
 	}
 	cfg = cfg.withDefaults()
+	unique := newUniqueEnqueuer(rdb)
 	return &WebhookHandlers{
-		svc:       svc,
-		client:    asynq.NewClientFromRedisClient(rdb),
-		inspector: asynq.NewInspectorFromRedisClient(rdb),
-		http:      newWebhookClient(svc.TargetPolicy(), cfg.WebhookConcurrency),
-		cfg:       cfg,
-		log:       logger,
+		svc:    svc,
+		client: unique.client,
+		unique: unique,
+		http:   newWebhookClient(svc.TargetPolicy(), cfg.WebhookConcurrency),
+		cfg:    cfg,
+		log:    logger,
+		slots:  subscriptionSlots{max: cfg.WebhookPerSubscription},
 	}
 }
 
@@ -320,7 +470,10 @@ func newWebhookClient(policy store.TargetPolicy, conns int) *http.Client {
 			if err != nil {
 				return fmt.Errorf("webhook: unexpected address %q", address)
 			}
-			return policy.CheckAddr(ip)
+			if err := policy.CheckAddr(ip); err != nil {
+				return &refusedError{addr: ip.Unmap()}
+			}
+			return nil
 		},
 	}
 	transport := &http.Transport{
@@ -340,12 +493,28 @@ func newWebhookClient(policy store.TargetPolicy, conns int) *http.Client {
 	}
 }
 
+// refusedError is a connection the target policy refused: the address is
+// not public and HUSTACK_WEBHOOK_ALLOW_INSECURE is not set. Retrying does
+// not help (DNS that moved a name onto a private network is no outage), so
+// the attempt is final.
+type refusedError struct{ addr netip.Addr }
+
+func (e *refusedError) Error() string {
+	return fmt.Sprintf("refused: %s is not a public address; webhooks are only sent to the public internet "+
+		"unless HUSTACK_WEBHOOK_ALLOW_INSECURE is set", e.addr)
+}
+
 // HandleWebhookFanOutTask stores the deliveries of the payload's events,
 // dispatches them and removes the events from the outbox, in that order:
 // an event leaves the outbox only once its deliveries are stored and
-// queued. On an error the task is retried (and the relay claims the events
-// again after store.EventClaimTimeout); doing it twice stores and sends
-// nothing twice.
+// queued. On a store or Redis error the task is retried (and the relay
+// claims the events again after the Service's EventClaimTimeout); doing it
+// twice stores and sends nothing twice.
+//
+// The events are fanned out together; if that fails, one at a time, so that
+// one bad event does not hold back the others: an event that can never be
+// fanned out (its data is not a JSON object) is logged at Error and removed
+// from the outbox, while a store error still fails the task.
 func (h *WebhookHandlers) HandleWebhookFanOutTask(ctx context.Context, t *asynq.Task) error {
 	var p WebhookFanOutPayload
 	if err := json.Unmarshal(t.Payload(), &p); err != nil {
@@ -356,19 +525,76 @@ func (h *WebhookHandlers) HandleWebhookFanOutTask(ctx context.Context, t *asynq.
 	}
 	ds, err := h.svc.FanOut(ctx, p.Events)
 	if err != nil {
-		return fmt.Errorf("webhook fan-out of %d events: %w", len(p.Events), err)
+		if len(p.Events) == 1 && !unprocessable(err) {
+			return fmt.Errorf("webhook fan-out of event %s: %w", p.Events[0].ID, err)
+		}
+		return h.fanOutEach(ctx, p.Events)
 	}
 	if err := dispatch(ctx, h.client, h.cfg.Queues.Webhooks, ds); err != nil {
 		return fmt.Errorf("webhook fan-out of %d events: %w", len(p.Events), err)
 	}
-	ids := make([]string, len(p.Events))
-	for i, ev := range p.Events {
-		ids[i] = ev.ID
-	}
-	if err := h.svc.AckEvents(ctx, ids); err != nil {
-		return fmt.Errorf("webhook fan-out: remove %d events from the outbox: %w", len(ids), err)
+	if err := h.svc.AckEvents(ctx, eventIDs(p.Events)); err != nil {
+		return fmt.Errorf("webhook fan-out: remove %d events from the outbox: %w", len(p.Events), err)
 	}
 	return nil
+}
+
+// fanOutEach fans events out one at a time, after fanning them out together
+// failed. It stops at the first store error, keeping what was done before
+// it.
+func (h *WebhookHandlers) fanOutEach(ctx context.Context, events []store.Event) error {
+	var (
+		ds      []*store.Delivery
+		done    []store.Event // fanned out: removed once dispatched
+		dropped []string      // never to be fanned out: removed at once
+		failed  error
+	)
+	for _, ev := range events {
+		got, err := h.svc.FanOut(ctx, []store.Event{ev})
+		if err != nil && !unprocessable(err) {
+			failed = fmt.Errorf("webhook fan-out of event %s (%d of %d events done): %w", ev.ID, len(done)+len(dropped), len(events), err)
+			break
+		}
+		if err != nil {
+			h.log.Error("webhook event dropped: it can never be delivered", "event_id", ev.ID, "event_type", ev.Type,
+				"workspace_id", ev.WorkspaceID, "err", err)
+			dropped = append(dropped, ev.ID)
+			continue
+		}
+		ds = append(ds, got...)
+		done = append(done, ev)
+	}
+	if err := h.svc.AckEvents(ctx, dropped); err != nil {
+		return fmt.Errorf("webhook fan-out: remove %d unprocessable events from the outbox: %w", len(dropped), err)
+	}
+	if err := dispatch(ctx, h.client, h.cfg.Queues.Webhooks, ds); err != nil {
+		return errors.Join(fmt.Errorf("webhook fan-out of %d events: %w", len(done), err), failed)
+	}
+	if err := h.svc.AckEvents(ctx, eventIDs(done)); err != nil {
+		return errors.Join(fmt.Errorf("webhook fan-out: remove %d events from the outbox: %w", len(done), err), failed)
+	}
+	return failed
+}
+
+// unprocessable reports whether fanning an event out failed because of the
+// event itself, which no retry changes: data that does not decode as a JSON
+// object, or that the store refuses as invalid.
+func unprocessable(err error) bool {
+	var (
+		syntax    *json.SyntaxError
+		typ       *json.UnmarshalTypeError
+		marshaler *json.MarshalerError
+	)
+	return errors.As(err, &syntax) || errors.As(err, &typ) || errors.As(err, &marshaler) ||
+		store.ErrorCode(err) == store.EBADREQUEST
+}
+
+func eventIDs(events []store.Event) []string {
+	ids := make([]string, len(events))
+	for i, ev := range events {
+		ids[i] = ev.ID
+	}
+	return ids
 }
 
 // attemptKind is how an attempt ended.
@@ -377,7 +603,7 @@ type attemptKind int
 const (
 	attemptDelivered attemptKind = iota // 2xx
 	attemptGone                         // 410: unsubscribe
-	attemptFinal                        // a 4xx no retry can fix, or a URL no longer allowed
+	attemptFinal                        // a 4xx no retry can fix, or a URL or address no longer allowed
 	attemptRetry                        // 5xx, 408/409/425/429, 3xx, network error or timeout
 )
 
@@ -395,17 +621,30 @@ type attemptResult struct {
 // event, signed afresh, to the subscription's URL, records the attempt and
 // schedules the next one if it is to be retried (see Config.WebhookRetrySchedule).
 // A delivery that is finished or has moved past the task's attempt is left
-// alone; one whose subscription is gone, disabled or expired is cancelled
-// (pings are sent whatever the subscription's state). Store errors are
-// returned for asynq to retry the task.
+// alone. One whose subscription is gone, disabled or expired, or no longer
+// receives the event's type (its events or scopes were changed since the
+// delivery was made), is cancelled; pings are sent whatever the
+// subscription's state. Store errors are returned for asynq to retry the
+// task.
+//
+// A subscription has at most Config.WebhookPerSubscription deliveries in
+// flight in this Server: a task beyond them returns errSubscriptionBusy
+// and is put back for about a second, no attempt made or counted.
 func (h *WebhookHandlers) HandleWebhookDeliverTask(ctx context.Context, t *asynq.Task) error {
 	var p WebhookDeliverPayload
 	if err := json.Unmarshal(t.Payload(), &p); err != nil {
 		return fmt.Errorf("webhook delivery: %w: %v: %w", errInvalidPayload, err, asynq.SkipRetry)
 	}
-	if !store.ValidID(p.WorkspaceID) || !store.ValidID(p.DeliveryID) || p.Attempt < 0 {
-		return fmt.Errorf("webhook delivery: %w: workspace_id %q, delivery_id %q, attempt %d: %w",
-			errInvalidPayload, p.WorkspaceID, p.DeliveryID, p.Attempt, asynq.SkipRetry)
+	if !store.ValidID(p.WorkspaceID) || !store.ValidID(p.DeliveryID) || p.Attempt < 0 ||
+		(p.WebhookID != "" && !store.ValidID(p.WebhookID)) {
+		return fmt.Errorf("webhook delivery: %w: workspace_id %q, delivery_id %q, webhook_id %q, attempt %d: %w",
+			errInvalidPayload, p.WorkspaceID, p.DeliveryID, p.WebhookID, p.Attempt, asynq.SkipRetry)
+	}
+	if p.WebhookID != "" {
+		if !h.slots.acquire(p.WebhookID) {
+			return fmt.Errorf("webhook delivery %s to %s: %w", p.DeliveryID, p.WebhookID, errSubscriptionBusy)
+		}
+		defer h.slots.release(p.WebhookID)
 	}
 	d, w, err := h.svc.FindDelivery(ctx, p.WorkspaceID, p.DeliveryID)
 	switch {
@@ -417,12 +656,20 @@ func (h *WebhookHandlers) HandleWebhookDeliverTask(ctx context.Context, t *asynq
 	if d.Status != store.DeliveryPending || d.Attempts != p.Attempt {
 		return nil // finished, or a stale duplicate of an attempt already made
 	}
+	if p.WebhookID == "" { // a task made before payloads named the subscription
+		if !h.slots.acquire(d.WebhookID) {
+			return fmt.Errorf("webhook delivery %s to %s: %w", d.ID, d.WebhookID, errSubscriptionBusy)
+		}
+		defer h.slots.release(d.WebhookID)
+	}
 	prev := d.Attempts
 	// Once the attempt is made, record it even if the task is being
 	// cancelled: a requeued task then finds it made and does nothing.
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
-	if w == nil || (d.EventType != store.EventPing && (w.Status == store.WebhookDisabled || w.Status == store.WebhookExpired)) {
+	if reason := cancelReason(d, w); reason != "" {
+		h.log.Info("webhook delivery cancelled", "delivery_id", d.ID, "webhook_id", d.WebhookID,
+			"workspace_id", d.WorkspaceID, "event_type", d.EventType, "reason", reason)
 		d.Status, d.NextAttemptAt = store.DeliveryCancelled, nil
 		return h.save(sctx, d, prev)
 	}
@@ -481,6 +728,25 @@ func (h *WebhookHandlers) HandleWebhookDeliverTask(ctx context.Context, t *asynq
 		h.redis.ok(h.log, "webhook retries are scheduled again")
 	}
 	return nil
+}
+
+// cancelReason says why delivery d to subscription w (nil when deleted) is
+// not to be made, or "" when it is. A ping is made whatever the state of
+// its subscription.
+func cancelReason(d *store.Delivery, w *store.Webhook) string {
+	switch {
+	case w == nil:
+		return "the subscription was deleted"
+	case d.EventType == store.EventPing:
+		return ""
+	case w.Status == store.WebhookDisabled:
+		return "the subscription is disabled"
+	case w.Status == store.WebhookExpired:
+		return "the subscription has expired"
+	case !w.Receives(d.EventType):
+		return "the subscription no longer receives " + d.EventType + " events: its events or scopes changed after the event"
+	}
+	return ""
 }
 
 // save stores d, read with prev attempts. A delivery changed by another
@@ -568,8 +834,12 @@ func (h *WebhookHandlers) post(ctx context.Context, d *store.Delivery, w *store.
 	start := time.Now()
 	resp, err := h.http.Do(req)
 	if err != nil {
-		if ctx.Err() != nil {
+		var refused *refusedError
+		switch {
+		case ctx.Err() != nil:
 			return attemptResult{aborted: true}
+		case errors.As(err, &refused):
+			return attemptResult{kind: attemptFinal, latency: time.Since(start), err: truncate(refused.Error(), maxAttemptError)}
 		}
 		return attemptResult{kind: attemptRetry, latency: time.Since(start), err: h.describe(err)}
 	}
@@ -652,11 +922,14 @@ func truncate(s string, n int) string {
 func utf8RuneStart(b byte) bool { return b&0xC0 != 0x80 }
 
 // HandleWebhookSweepTask dispatches again the pending deliveries whose
-// attempt is more than SweepGrace overdue: their task was lost (Redis lost
-// its data, or a dispatch failed) or archived. An attempt still queued is
-// left alone.
+// attempt is more than WebhookSweepGrace overdue: their task was lost
+// (Redis lost its data, or a dispatch failed) or archived. An attempt still
+// queued is left alone. It then disables the subscriptions that have
+// failed without a success for longer than WebhookDisableAfter, which
+// their own attempts may not notice: a delivery's schedule can end before
+// then, jitter included.
 func (h *WebhookHandlers) HandleWebhookSweepTask(ctx context.Context, t *asynq.Task) error {
-	ds, err := h.svc.DueDeliveries(ctx, h.svc.Now().Add(-SweepGrace), sweepLimit)
+	ds, err := h.svc.DueDeliveries(ctx, h.svc.Now().Add(-h.cfg.WebhookSweepGrace), sweepLimit)
 	if err != nil {
 		return fmt.Errorf("webhook sweep: %w", err)
 	}
@@ -673,8 +946,16 @@ func (h *WebhookHandlers) HandleWebhookSweepTask(ctx context.Context, t *asynq.T
 	if n > 0 {
 		h.log.Info("overdue webhook deliveries dispatched again", "dispatched", n, "overdue", len(ds))
 	}
+	disabled, err := h.svc.DisableFailingWebhooks(ctx, h.cfg.WebhookDisableAfter)
+	if disabled > 0 {
+		h.log.Warn("webhooks disabled: their deliveries have failed for too long", "disabled", disabled,
+			"disable_after", h.cfg.WebhookDisableAfter)
+	}
+	if err != nil {
+		return fmt.Errorf("webhook sweep: disable failing subscriptions (%d disabled before): %w", disabled, err)
+	}
 	if w := t.ResultWriter(); w != nil {
-		_, _ = fmt.Fprintf(w, `{"overdue":%d,"dispatched":%d}`, len(ds), n)
+		_, _ = fmt.Fprintf(w, `{"overdue":%d,"dispatched":%d,"disabled":%d}`, len(ds), n, disabled)
 	}
 	return nil
 }
@@ -684,20 +965,11 @@ func (h *WebhookHandlers) HandleWebhookSweepTask(ctx context.Context, t *asynq.T
 // replaced. It reports whether it enqueued.
 func (h *WebhookHandlers) redispatch(ctx context.Context, d *store.Delivery) (bool, error) {
 	queue := h.cfg.Queues.Webhooks
-	conflict, err := enqueueDelivery(ctx, h.client, queue, d)
-	if err != nil || !conflict {
-		return err == nil, err
-	}
-	id := DeliveryTaskID(d.ID, d.Attempts)
-	info, err := h.inspector.GetTaskInfo(queue, id)
-	if err != nil || info.State != asynq.TaskStateArchived {
-		return false, nil // queued or running (or gone meanwhile: the next sweep sees)
-	}
-	if err := h.inspector.DeleteTask(queue, id); err != nil && !errors.Is(err, asynq.ErrTaskNotFound) {
+	task, opts, err := deliveryTask(d, queue)
+	if err != nil {
 		return false, err
 	}
-	conflict, err = enqueueDelivery(ctx, h.client, queue, d)
-	return err == nil && !conflict, err
+	return h.unique.enqueue(ctx, task, queue, DeliveryTaskID(d.ID, d.Attempts), opts...)
 }
 
 // HandleWebhookRetentionTask deletes finished deliveries older than the

@@ -847,10 +847,22 @@ func TestWebhookTargetPolicy(t *testing.T) {
 	if _, err := admin.CreateRecord(ctx, store.Leads, map[string]any{"name": "Alan"}); err != nil {
 		t.Fatal(err)
 	}
+	// A refused address is final, not retried, and a failure of the
+	// subscription.
 	for _, w := range []*store.Webhook{byName, byAddr} {
 		d := e.delivery(t, w.ID, "the refused attempt", func(d *store.Delivery) bool { return d.Attempts == 1 })
-		if a := d.History[0]; a.StatusCode != 0 || !strings.Contains(a.Error, "is not a public address") {
+		a := d.History[0]
+		if a.StatusCode != 0 || !strings.HasPrefix(a.Error, "refused: ") || !strings.Contains(a.Error, " is not a public address") {
 			t.Fatalf("%s: attempt %+v, want refused", w.URL, a)
+		}
+		if addr := strings.Fields(a.Error)[1]; addr != "127.0.0.1" && addr != "::1" {
+			t.Fatalf("%s: refused %q, want the loopback address", w.URL, addr)
+		}
+		if d.Status != store.DeliveryFailed || d.NextAttemptAt != nil {
+			t.Fatalf("%s: delivery %+v, want failed without a retry", w.URL, d)
+		}
+		if hook, err := admin.FindWebhookByID(ctx, w.ID); err != nil || hook.Status != store.WebhookFailing || hook.FailingSince == nil {
+			t.Fatalf("%s: subscription %+v (%v), want failing", w.URL, hook, err)
 		}
 	}
 	d := e.delivery(t, overHTTP.ID, "the http delivery", finished)
@@ -1028,8 +1040,11 @@ func benchHooks(b *testing.B) (admin *store.Scoped, srv *Server, got chan struct
 	opts := redistest.Options(b)
 	rdb := redistest.Client(b)
 	name := redistest.Name(b)
-	queues := Queues{Usage: name + "-usage", Maintenance: name + "-maintenance", Webhooks: name + "-webhooks"}
-	b.Cleanup(func() { redistest.DeleteQueues(b, opts, queues.Usage, queues.Maintenance, queues.Webhooks) })
+	queues := Queues{Usage: name + "-usage", Maintenance: name + "-maintenance", Webhooks: name + "-webhooks",
+		WebhookFanOut: name + "-webhooks-fanout"}
+	b.Cleanup(func() {
+		redistest.DeleteQueues(b, opts, queues.Usage, queues.Maintenance, queues.Webhooks, queues.WebhookFanOut)
+	})
 	db, err := sqlite.Open(ctx, filepath.Join(b.TempDir(), "hustack.db"))
 	if err != nil {
 		b.Fatal(err)

@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"encoding/json"
 	"log/slog"
 	"sync/atomic"
 	"time"
@@ -32,15 +33,17 @@ func (o *outage) ok(log *slog.Logger, msg string) {
 const relayRounds = 50
 
 // relay hands the events of the outbox to the workers: it claims them in
-// batches of RelayBatch and enqueues one TypeWebhookFanOut task per batch.
-// It never removes an event; the fan-out does, once the deliveries are
+// batches of RelayBatch and enqueues one TypeWebhookFanOut task per batch,
+// with the task id FanOutTaskID, so that events claimed again while their
+// fan-out is still queued or running are not queued twice. It never
+// removes an event it hands on; the fan-out does, once the deliveries are
 // stored and queued. If Redis is away the claimed batch is kept and
 // offered again (events left unclaimed stay in the outbox); a batch held
-// for longer than store.EventClaimTimeout is let go, because its events
-// are then claimed again from the outbox, here or by another relay.
+// for longer than the Service's EventClaimTimeout is let go, because its
+// events are then claimed again from the outbox, here or by another relay.
 type relay struct {
 	svc      *store.Service
-	enqueue  enqueueFunc
+	unique   *uniqueEnqueuer
 	queue    string
 	interval time.Duration
 	log      *slog.Logger
@@ -70,7 +73,7 @@ func (r *relay) run(stop <-chan struct{}) {
 // pass hands on batches while they come full, up to relayRounds.
 func (r *relay) pass(stop <-chan struct{}) {
 	for range relayRounds {
-		if r.held != nil && time.Since(r.heldAt) > store.EventClaimTimeout {
+		if r.held != nil && time.Since(r.heldAt) > r.svc.EventClaimTimeout() {
 			r.held = nil
 		}
 		if r.held == nil {
@@ -87,12 +90,13 @@ func (r *relay) pass(stop <-chan struct{}) {
 			}
 			r.held, r.heldAt = evs, time.Now()
 		}
-		if err := r.hand(r.held); err != nil {
+		full := len(r.held) == RelayBatch
+		var err error
+		if r.held, err = r.hand(r.held); err != nil {
 			r.redis.failed(r.log, "webhook relay cannot enqueue events; they wait in the outbox until Redis answers", err)
 			return
 		}
 		r.redis.ok(r.log, "webhook relay enqueues events again")
-		full := len(r.held) == RelayBatch
 		r.held = nil
 		if !full {
 			return
@@ -105,14 +109,43 @@ func (r *relay) pass(stop <-chan struct{}) {
 	}
 }
 
-// hand enqueues one fan-out task.
-func (r *relay) hand(evs []store.Event) error {
+// hand enqueues one fan-out task of evs, unless one is queued or running.
+// Events whose data is not valid JSON cannot be put in a task: they are
+// logged and removed from the outbox, and the others handed on. It returns
+// the events it handed on, or tried to.
+func (r *relay) hand(evs []store.Event) ([]store.Event, error) {
 	task, err := NewWebhookFanOutTask(evs)
 	if err != nil {
-		return err
+		if evs = r.dropInvalid(evs); len(evs) == 0 {
+			return nil, nil
+		}
+		if task, err = NewWebhookFanOutTask(evs); err != nil {
+			return evs, err
+		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	_, err = r.unique.enqueue(context.Background(), task, r.queue, FanOutTaskID(evs), asynq.Queue(r.queue))
+	return evs, err
+}
+
+// dropInvalid returns the events whose data is valid JSON, and removes the
+// others from the outbox: no fan-out could ever carry them.
+func (r *relay) dropInvalid(evs []store.Event) []store.Event {
+	var valid []store.Event
+	var invalid []string
+	for _, ev := range evs {
+		if json.Valid(ev.Data) {
+			valid = append(valid, ev)
+			continue
+		}
+		r.log.Error("webhook event dropped: its data is not valid JSON, so it can never be delivered",
+			"event_id", ev.ID, "event_type", ev.Type, "workspace_id", ev.WorkspaceID)
+		invalid = append(invalid, ev.ID)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	_, err = r.enqueue(ctx, task, asynq.Queue(r.queue))
-	return err
+	if err := r.svc.AckEvents(ctx, invalid); err != nil {
+		r.log.Warn("webhook relay cannot remove invalid events from the outbox; they are claimed again later",
+			"events", len(invalid), "err", err)
+	}
+	return valid
 }

@@ -38,8 +38,11 @@ func newEnv(t *testing.T) *env {
 	opts := redistest.Options(t)
 	e := &env{opts: opts, rdb: redistest.Client(t)}
 	name := redistest.Name(t)
-	e.queues = Queues{Usage: name + "-usage", Maintenance: name + "-maintenance", Webhooks: name + "-webhooks"}
-	t.Cleanup(func() { redistest.DeleteQueues(t, opts, e.queues.Usage, e.queues.Maintenance, e.queues.Webhooks) })
+	e.queues = Queues{Usage: name + "-usage", Maintenance: name + "-maintenance", Webhooks: name + "-webhooks",
+		WebhookFanOut: name + "-webhooks-fanout"}
+	t.Cleanup(func() {
+		redistest.DeleteQueues(t, opts, e.queues.Usage, e.queues.Maintenance, e.queues.Webhooks, e.queues.WebhookFanOut)
+	})
 	e.openStore(t)
 	return e
 }
