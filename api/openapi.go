@@ -288,31 +288,36 @@ func operationDescription(rt Route, filter map[string]string) string {
 			"and `rate_limit` may not exceed the caller's (by default the new key gets the caller's). Give `expires_at` or `expires_in`, not both; "+
 			"the workspace's key policy may require one and cap it. A scope the caller lacks, an unknown scope or a filter that cannot apply answers 400.")
 	case store.ActionRevokeKey:
-		parts = append(parts, "The key stops working at once (within a second across processes): its requests answer 410 `revoked_key`. A key may revoke itself.")
+		parts = append(parts, "The key stops working at once (within a second across processes): its requests answer 410 `revoked_key`, "+
+			"and the webhook subscriptions it created are disabled (their `disabled_reason` says why). A key may revoke itself.")
 	case store.ActionRotateKey:
 		parts = append(parts, fmt.Sprintf("Creates a key with the same name, scopes, filter and rate limit, and returns it once in `key`. "+
-			"The old key keeps working for `expire_old_in` (default %s, at most 90 days; \"now\" ends it at once), then answers 410 `expired_key`. "+
-			"The body may be left out.", "7 days"))
+			"The old key keeps working for `expire_old_in` (default %s, at most 90 days; \"now\" ends it at once), then answers 410 `expired_key`; "+
+			"the webhook subscriptions it created keep working. The body may be left out.", "7 days"))
 	case store.ActionGetPolicy:
 		parts = append(parts, "Zero values impose nothing.")
 	case store.ActionListWebhooks, store.ActionGetWebhook:
 		parts = append(parts, "A key sees the subscriptions it manages: those of its workspace whose record filter includes its own "+
-			"(a key without a filter sees them all). `status` is active, failing (deliveries fail since `failing_since`), disabled "+
-			"(`disabled_reason` says why) or expired (past `expires_at`). The signing secret is never shown again.")
+			"and whose every event it could receive itself (it holds the read scope of each event's resource, `admin:keys` for api_key "+
+			"events). Any other subscription answers 404 like an unknown id, and lists leave it out. `status` is active, failing "+
+			"(deliveries fail since `failing_since`), disabled (`disabled_reason` says why: turned off through the API, the key that "+
+			"created it revoked, or deliveries failing for 3 days) or expired (past `expires_at`). The signing secret is never shown again.")
 	case store.ActionCreateWebhook:
 		parts = append(parts, "Subscribes `url` to `events`: event types ({account,contact,lead,deal,activity,note}.{created,updated,deleted}, "+
 			"api_key.{created,revoked,expiring}), a group's wildcard such as `account.*`, or `*`. Each event needs the calling key's read scope "+
 			"of its resource (`admin:keys` for api_key events); the subscription keeps the key's read scopes and record filter, so it never "+
-			"receives what the key could not read, even after the key is revoked. The URL must be https on a public address (the server "+
+			"receives what the key could not read. Revoking the key disables the subscription; a key that merely expires (the old key "+
+			"of a rotation) keeps it. The URL must be https on a public address (the server "+
 			"setting HUSTACK_WEBHOOK_ALLOW_INSECURE=true allows http and private addresses), checked again at every delivery. "+
 			"The answer holds the signing secret `whsec_...` in `secret`, this once only: store it to verify `webhook-signature`. "+
 			"Events arrive within seconds of a change, at least once and in no guaranteed order; see the webhooks of this document for "+
 			"the body, headers and retry schedule. As a REST-hook subscribe endpoint, unsubscribe with DELETE on the `Location`.")
 	case store.ActionUpdateWebhook:
-		parts = append(parts, "Members left out keep their values; null is refused. New `events` are checked against the calling key's "+
-			"scopes, which become the subscription's; a new `url` is checked as on creation, and needs every scope the subscription "+
-			"receives events with (else 400: set `events` too). `enabled: false` stops the deliveries "+
-			"(pending ones are not sent); `enabled: true` resumes them and clears `disabled_reason` and the failure streak.")
+		parts = append(parts, "Members left out keep their values; null is refused. The change applies to the subscription as stored "+
+			"when it is written: one the server disabled meanwhile stays disabled unless the body has `enabled: true`. New `events` are "+
+			"checked against the calling key's scopes, which become the subscription's; a new `url` is checked as on creation. "+
+			"`enabled: false` stops the deliveries (pending ones are not sent); `enabled: true` resumes them and clears "+
+			"`disabled_reason` and the failure streak.")
 	case store.ActionDeleteWebhook:
 		parts = append(parts, "Unsubscribes: the subscription and its delivery log are removed and pending deliveries are not sent. "+
 			"A receiver that answers 410 Gone is unsubscribed the same way.")
@@ -322,8 +327,8 @@ func operationDescription(rt Route, filter map[string]string) string {
 			"`last_response_code`, `last_latency_ms` and `next_attempt_at` (null once finished).")
 	case store.ActionReplayDelivery:
 		parts = append(parts, "Sends the event of a finished delivery (delivered, failed or cancelled) again as a new delivery, with the same "+
-			"`webhook-id`, so that a receiver that has it already can drop it. A pending delivery answers 409. Follow the new delivery in the "+
-			"deliveries list.")
+			"`webhook-id`, so that a receiver that has it already can drop it. A pending delivery answers 409, as does one whose event type "+
+			"the subscription no longer receives (its `events` were changed since). Follow the new delivery in the deliveries list.")
 	case store.ActionTestWebhook:
 		parts = append(parts, "Sends a `ping` event (`{\"webhook_id\": ...}` in `data`) to the subscription's URL, whatever its status, signed "+
 			"like every delivery. Its outcome shows in the deliveries list within seconds.")

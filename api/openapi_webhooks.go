@@ -20,8 +20,9 @@ const (
 // retrySchedule describes when a failing delivery is tried again.
 const retrySchedule = "The first attempt leaves at once; retries follow after 10 s, 1 min, 5 min, 30 min, 2 h, 5 h, 10 h, 14 h, 20 h " +
 	"and 20 h again (about 3 days in all), each ±20% at random. A 429 or 503 with Retry-After waits at least as long as it says " +
-	"(at most 24 h). A 410 deletes the subscription. Any other 4xx except 408, 409, 425 and 429 is final: the delivery fails at once. " +
-	"A subscription whose deliveries keep failing for 3 days is disabled, with the reason in disabled_reason."
+	"(at most 24 h). A 410 deletes the subscription. Any other 4xx except 408, 409, 425 and 429 is final: the delivery fails at once, " +
+	"as it does when the URL's host now resolves to an address the server may not send to. A subscription whose deliveries keep " +
+	"failing for 3 days is disabled, even when no attempt is left to make, with the reason in disabled_reason."
 
 // webhooksTagDescription introduces the webhook operations.
 const webhooksTagDescription = "Webhook subscriptions: events POSTed to your URL within seconds of a change, signed, " +
@@ -63,8 +64,8 @@ func (b *docBuilder) webhookProps() []oaProp {
 		prop("enabled", "Whether events are sent to it: false once a client or the server turned it off.", &oaSchema{Type: oaTypes{"boolean"}}),
 		prop("status", "active; failing (enabled, deliveries fail since failing_since); disabled (see disabled_reason); or expired (past expires_at).",
 			&oaSchema{Type: oaTypes{"string"}, Enum: statuses}),
-		prop("disabled_reason", "Why it is disabled: \""+store.DisabledByClient+"\", or what the server saw when it gave up on a receiver "+
-			"that failed for 3 days. Empty while enabled.", strType()),
+		prop("disabled_reason", "Why it is disabled: \""+store.DisabledByClient+"\", \""+store.DisabledByRevocation+"\", or what the "+
+			"server saw when it gave up on a receiver that failed for 3 days. Empty while enabled.", strType()),
 		prop("failing_since", "When deliveries started failing with no success since; null when the last one succeeded.", dateTime(true)),
 		prop("expires_at", "When it stops receiving events; null if never.", dateTime(true)),
 		prop("scopes", "The read scopes (and admin:keys) of the key that set its events: events of other resources never reach it.",
@@ -152,7 +153,8 @@ func (b *docBuilder) deliverySchema() *oaSchema {
 			prop("event_id", "The event's id, sent as webhook-id: the same on every attempt and replay.", uuidType()),
 			prop("event_type", "The event's type.", b.eventTypeSchema()),
 			prop("status", "pending (queued or waiting for its next attempt), delivered (a 2xx came), failed (a final answer, or out of attempts) "+
-				"or cancelled (the subscription was disabled, expired or deleted first).", &oaSchema{Type: oaTypes{"string"}, Enum: statuses}),
+				"or cancelled (the subscription was disabled, expired or deleted first, or no longer receives the event's type).",
+				&oaSchema{Type: oaTypes{"string"}, Enum: statuses}),
 			prop("attempts", "How many attempts were made.", intType(0)),
 			prop("history", "The attempts, oldest first.", &oaSchema{Type: oaTypes{"array"}, Items: attempt}),
 			prop("next_attempt_at", "When the next attempt is due; null once the delivery is finished.", dateTime(true)),

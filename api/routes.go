@@ -371,9 +371,11 @@ func errorResponses(rt Route) []Response {
 		case op.Resource != nil:
 			add(store.ENOTFOUND, "No such "+op.Resource.Singular+" in the key's workspace.")
 		case op.Action == store.ActionReplayDelivery:
-			add(store.ENOTFOUND, "No such webhook subscription among those the calling key manages, or no such delivery of it.")
+			add(store.ENOTFOUND, "No such webhook subscription among those the calling key manages (those of its workspace with its "+
+				"record filter, all of whose events it could receive), or no such delivery of it.")
 		case isWebhookOperation(op):
-			add(store.ENOTFOUND, "No such webhook subscription among those the calling key manages (those of its workspace with its record filter).")
+			add(store.ENOTFOUND, "No such webhook subscription among those the calling key manages (those of its workspace with its "+
+				"record filter, all of whose events it could receive).")
 		default:
 			add(store.ENOTFOUND, "No such API key among those the calling key manages (keys of its workspace with no more scopes and no looser filter).")
 		}
@@ -390,7 +392,10 @@ func errorResponses(rt Route) []Response {
 	case store.ActionCreateWebhook:
 		add(store.ECONFLICT, fmt.Sprintf("The workspace already has %d webhook subscriptions, the most it can have.", store.MaxWebhooks))
 	case store.ActionReplayDelivery:
-		add(store.ECONFLICT, "The delivery is still pending; replay it once it is delivered, failed or cancelled.")
+		add(store.ECONFLICT, "The delivery is still pending (replay it once it is delivered, failed or cancelled), or the subscription "+
+			"no longer receives its event type.")
+	case store.ActionUpdateWebhook:
+		add(store.ECONFLICT, "The subscription kept changing under concurrent updates; retry.")
 	}
 	if rt.Idempotent {
 		add(store.EIDEMPOTENCYINUSE, "A request with this Idempotency-Key is still running.")

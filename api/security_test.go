@@ -14,9 +14,10 @@ import (
 
 // TestSecurity walks the operation table: every operation, through its REST
 // route, with no key, a revoked key, an expired key, a key lacking the
-// operation's scope, a key holding only that scope, and a key of another
-// workspace. An operation without a route or without a cross-workspace rule
-// here fails the test.
+// operation's scope, a key holding only that scope (for a webhook
+// operation, with the read scope of the subscription's events), and a key
+// of another workspace. An operation without a route or without a
+// cross-workspace rule here fails the test.
 func TestSecurity(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, open func(t *testing.T) store.Backend) {
 		// Webhook targets are loopback addresses that nothing delivers to.
@@ -97,8 +98,10 @@ func TestSecurity(t *testing.T) {
 					if op.Scope == "" {
 						scopes = []store.Scope{store.ReadScope("notes")}
 					}
-					if op.Action == store.ActionCreateWebhook {
-						// A subscription's events need a read scope.
+					if isWebhookRoute(rt) {
+						// A subscription's events need a read scope, and a
+						// key manages only the subscriptions whose events it
+						// could receive (securityWebhook's are note.*).
 						scopes = append(scopes, store.ReadScope("notes"))
 					}
 					_, raw := e.newKey(e.svc, e.wsA.ID, scopes, nil)
@@ -449,14 +452,15 @@ func isWebhookRoute(rt api.Route) bool {
 	return rt.Operation.Scope == store.ScopeReadWebhooks || rt.Operation.Scope == store.ScopeWriteWebhooks
 }
 
-// securityWebhook subscribes a loopback URL to every event with key (which
-// has every scope) and sends it a ping, whose delivery it marks delivered.
-// It returns the subscription's and the delivery's ids.
+// securityWebhook subscribes a loopback URL to the note events with key
+// (which has every scope; a key with read:notes and the operation's scope
+// manages the subscription) and sends it a ping, whose delivery it marks
+// delivered. It returns the subscription's and the delivery's ids.
 func securityWebhook(t *testing.T, e *env, key string) (webhookID, deliveryID string) {
 	t.Helper()
 	ctx := t.Context()
 	sc := e.scoped(key)
-	w, _, err := sc.CreateWebhook(ctx, store.WebhookInput{URL: "http://127.0.0.1:9/hook", Events: []string{"*"}})
+	w, _, err := sc.CreateWebhook(ctx, store.WebhookInput{URL: "http://127.0.0.1:9/hook", Events: []string{"note.*"}})
 	if err != nil {
 		t.Fatalf("CreateWebhook: %v", err)
 	}

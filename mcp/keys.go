@@ -40,7 +40,8 @@ func keyTool(op store.Operation) (in, out schema, desc string, ok bool) {
 		in = object(props{{"id", with(str("The id of the key to revoke."), "format", "uuid")}}, "id")
 		out = keyInfoSchema()
 		desc = op.Summary + "\n\nEvery request made with the key is refused from now on (within about a second) and this cannot be " +
-			"undone. A key can revoke itself. Revoking a revoked key changes nothing. Returns the key with status revoked. " +
+			"undone; the webhook subscriptions the key created are disabled. A key can revoke itself. Revoking a revoked key changes " +
+			"nothing. Returns the key with status revoked. " +
 			"To replace a key without an interruption, use rotate_api_key instead."
 	case store.ActionRotateKey:
 		in = object(props{

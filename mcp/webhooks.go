@@ -26,20 +26,21 @@ func webhookTool(op store.Operation) (in, out schema, desc string, ok bool) {
 		in = object(nil)
 		out = object(props{{"data", arrayOf(webhookSchema().json())}}, "data")
 		desc = op.Summary + "\n\nReturns {data: [subscription]}, oldest first: the subscriptions of this workspace whose record " +
-			"filter includes this key's. Each has url, events, description, enabled, status (active; failing, with failing_since; " +
-			"disabled, with disabled_reason; or expired), expires_at, scopes and filter. Use list_webhook_deliveries to see what was sent."
+			"filter includes this key's and whose events this key could all receive itself (it has the read scope of each); others " +
+			"are left out. Each has url, events, description, enabled, status (active; failing, with failing_since; disabled, with " +
+			"disabled_reason; or expired), expires_at, scopes and filter. Use list_webhook_deliveries to see what was sent."
 	case store.ActionGetWebhook:
 		in = object(props{idArg("The subscription's id (a UUID), as returned by list_webhooks or create_webhook.")}, "id")
 		out = webhookSchema()
 		desc = op.Summary + "\n\nReturns the subscription as list_webhooks shows it (never its secret). An id this key does not " +
-			"manage answers not_found."
+			"manage (one list_webhooks leaves out) answers not_found."
 	case store.ActionCreateWebhook:
 		in = createWebhookInput()
 		out = withProps(webhookSchema(), prop{"secret", secretSchema()})
 		desc = op.Summary + "\n\n" + eventsSentence + " The url must be https on a public address (the server setting " +
 			"HUSTACK_WEBHOOK_ALLOW_INSECURE=true allows http and private addresses). The subscription only receives records this " +
-			"key may read (its read scopes and record filter). Events are POSTed as {id, type, created_at, workspace_id, data} within " +
-			"seconds of each change, signed in the webhook-signature header, at least once and in no guaranteed order (receivers drop " +
+			"key may read (its read scopes and record filter); revoking this key disables it. Events are POSTed as " +
+			"{id, type, created_at, workspace_id, data} within seconds of each change, signed in the webhook-signature header, at least once and in no guaranteed order (receivers drop " +
 			"duplicates by the webhook-id header), and retried for about 3 days. Returns the subscription and, in secret, its signing " +
 			"secret (whsec_...): it is shown only this once and cannot be recovered, so hand it to the user at once to configure the " +
 			"receiver. Every call creates another subscription."
@@ -54,9 +55,10 @@ func webhookTool(op store.Operation) (in, out schema, desc string, ok bool) {
 		}, "id")
 		out = webhookSchema()
 		desc = op.Summary + "\n\nPass the id and only what changes; arguments left out keep their values, and null is refused. " +
-			eventsSentence + " A new url needs every scope the subscription receives events with; otherwise pass events too, " +
-			"within this key's scopes. Returns the whole subscription as updated. Turning a subscription the server disabled (see " +
-			"disabled_reason) back on is how to resume deliveries once the receiver is fixed."
+			eventsSentence + " New events must be within this key's scopes, which then become the subscription's. The change applies " +
+			"to the subscription as it is when written: one the server disabled stays disabled unless enabled is true. Returns the " +
+			"whole subscription as updated. Turning a subscription the server disabled (see disabled_reason) back on is how to " +
+			"resume deliveries once the receiver is fixed."
 	case store.ActionDeleteWebhook:
 		in = object(props{idArg("The id of the subscription to delete.")}, "id")
 		out = object(props{
@@ -81,7 +83,8 @@ func webhookTool(op store.Operation) (in, out schema, desc string, ok bool) {
 			{"delivery_id", with(str("The id of a finished delivery (delivered, failed or cancelled), from list_webhook_deliveries."), "format", "uuid")},
 		}, "id", "delivery_id")
 		out = deliverySchema()
-		desc = op.Summary + "\n\nUse it after fixing a receiver that missed events. A delivery still pending answers conflict. " +
+		desc = op.Summary + "\n\nUse it after fixing a receiver that missed events. A delivery still pending answers conflict, as " +
+			"does one whose event type the subscription no longer receives (its events were changed since). " +
 			"Returns the new delivery (status pending); check its outcome with list_webhook_deliveries a few seconds later."
 	case store.ActionTestWebhook:
 		in = object(props{idArg("The id of the subscription to test.")}, "id")
@@ -129,7 +132,8 @@ func webhookSchema() schema {
 		{"status", map[string]any{"type": "string",
 			"enum":        []string{store.WebhookActive, store.WebhookFailing, store.WebhookDisabled, store.WebhookExpired},
 			"description": "active; failing (deliveries fail since failing_since); disabled (see disabled_reason); expired (past expires_at)."}},
-		{"disabled_reason", str("Why it is disabled (by a client, or by the server after 3 days of failed deliveries); empty while enabled.")},
+		{"disabled_reason", str("Why it is disabled (by a client, by the revocation of the key that created it, or by the server " +
+			"after 3 days of failed deliveries); empty while enabled.")},
 		{"failing_since", ts("When deliveries started failing with no success since; null when the last one succeeded.")},
 		{"expires_at", ts("When it stops receiving events; null if never.")},
 		{"scopes", map[string]any{"type": "array", "items": map[string]any{"type": "string", "enum": scopeEnum()},
@@ -160,7 +164,8 @@ func deliverySchema() schema {
 		{"event_id", with(str("The event's id: the webhook-id header the receiver sees, the same on every attempt and replay."), "format", "uuid")},
 		{"event_type", map[string]any{"type": "string", "enum": api.EventTypesWithPing(), "description": "The event's type."}},
 		{"status", map[string]any{"type": "string", "enum": store.DeliveryStatuses(),
-			"description": "pending (queued or waiting for its next attempt), delivered, failed (given up) or cancelled (the subscription went away first)."}},
+			"description": "pending (queued or waiting for its next attempt), delivered, failed (given up) or cancelled (the subscription was disabled, " +
+				"expired or deleted first, or no longer receives the event's type)."}},
 		{"attempts", map[string]any{"type": "integer", "minimum": 0, "description": "How many attempts were made."}},
 		{"history", map[string]any{"type": "array", "items": attempt, "description": "The attempts, oldest first."}},
 		{"next_attempt_at", with(nullable(str("When the next attempt is due; null once finished.")), "format", "date-time")},

@@ -212,8 +212,40 @@ func webhookToolsScenario(t *testing.T, e *env, c connector) {
 	}
 	_ = other.Close()
 
-	// Delete: gone, with its deliveries.
+	// A subscription to account events, which the deals key cannot read:
+	// that key neither lists it nor reaches it by id.
+	p, err := e.svc.Authenticate(ctx, e.keys[keyFull])
+	if err != nil {
+		t.Fatal(err)
+	}
+	broader, _, err := e.svc.Scoped(p).CreateWebhook(ctx, store.WebhookInput{URL: "http://127.0.0.1:9/accounts", Events: []string{"account.*"}})
+	if err != nil {
+		t.Fatal(err)
+	}
 	s = mustConnect(t, c, e, hooksKey, protoModern)
+	call(t, s, "list_webhooks", nil, &list)
+	if len(list.Data) != 1 || list.Data[0].ID != created.ID {
+		t.Errorf("the deals key lists %+v, want only its own subscription", list.Data)
+	}
+	for _, tc := range []struct {
+		tool string
+		args map[string]any
+	}{
+		{"get_webhook", map[string]any{"id": broader.ID}},
+		{"update_webhook", map[string]any{"id": broader.ID, "url": "http://127.0.0.1:9/mine"}},
+		{"delete_webhook", map[string]any{"id": broader.ID}},
+		{"test_webhook", map[string]any{"id": broader.ID}},
+		{"list_webhook_deliveries", map[string]any{"id": broader.ID}},
+	} {
+		if code, _ := callError(t, s, tc.tool, tc.args); code != store.ENOTFOUND {
+			t.Errorf("%s of a subscription to events the key cannot read: %s, want not_found", tc.tool, code)
+		}
+	}
+	if w, err := e.svc.Scoped(p).FindWebhookByID(ctx, broader.ID); err != nil || w.URL != "http://127.0.0.1:9/accounts" {
+		t.Errorf("the account subscription after the deals key's calls: %+v, %v", w, err)
+	}
+
+	// Delete: gone, with its deliveries.
 	var gone struct {
 		ID      string `json:"id"`
 		Deleted bool   `json:"deleted"`
