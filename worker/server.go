@@ -62,12 +62,12 @@ type Config struct {
 	// for deliveries.
 	WebhookFanOutConcurrency int
 	// WebhookPollInterval is how often idle delivery workers look for new
-	// tasks (default 100 ms). A change waits for it twice, at the fan-out
+	// tasks (default 250 ms). A change waits for it twice, at the fan-out
 	// and at the delivery; retries are moved to the queue every five polls,
 	// at most every second.
 	WebhookPollInterval time.Duration
 	// RelayInterval is how often the outbox is read for events written by
-	// other processes (default 250 ms); writes through this Server's own
+	// other processes (default 500 ms); writes through this Server's own
 	// Service wake the relay at once.
 	RelayInterval time.Duration
 	// WebhookTimeout bounds one delivery attempt: connecting, sending and

@@ -83,11 +83,11 @@ const (
 	// DefaultRelayInterval is how often the relay looks for events written
 	// by other processes; events written through the Server's own Service
 	// wake it at once.
-	DefaultRelayInterval = 250 * time.Millisecond
+	DefaultRelayInterval = 500 * time.Millisecond
 	// DefaultWebhookPollInterval is how often idle delivery workers look
 	// for new tasks. A change waits for this twice (fan-out, then delivery),
 	// so it is kept short; each look is one Redis call.
-	DefaultWebhookPollInterval = 100 * time.Millisecond
+	DefaultWebhookPollInterval = 250 * time.Millisecond
 	// DefaultWebhookSweepInterval is how often overdue deliveries are looked
 	// for (their task was lost).
 	DefaultWebhookSweepInterval = time.Minute
