@@ -97,8 +97,10 @@ type Backend interface {
 
 	// Webhook subscriptions. FindWebhooks returns a workspace's
 	// subscriptions oldest first. UpdateWebhook replaces url, events,
-	// description, enabled, disabled_reason, failing_since, expires_at,
-	// scopes and updated_at of an existing subscription, provided its
+	// description, enabled, disabled_reason, expires_at, scopes and
+	// updated_at of an existing subscription (failing_since, which the
+	// worker keeps, is left alone, except cleared when the update turns a
+	// disabled subscription on), provided its
 	// updated_at still equals prevUpdatedAt (else exactly ErrStale;
 	// not_found if the workspace has none with w.ID). DeleteWebhook removes
 	// a subscription and its deliveries.

@@ -378,11 +378,11 @@ func (sc *Scoped) RevokeAPIKey(ctx context.Context, id string) (*KeyInfo, error)
 		return nil, err
 	}
 	sc.s.keys.forget(k.Hash)
-	if err := sc.s.disableWebhooksOf(ctx, k); err != nil {
-		return nil, err
-	}
 	k, err = sc.s.backend.FindAPIKeyByID(ctx, sc.p.WorkspaceID, k.ID)
 	if err != nil {
+		return nil, err
+	}
+	if err := sc.s.disableWebhooksOf(ctx, k); err != nil {
 		return nil, err
 	}
 	infos, err := sc.keyInfo(ctx, []*APIKey{k})

@@ -192,10 +192,13 @@ func (s *Service) RevokeAPIKey(ctx context.Context, id string) (*APIKey, error) 
 		return nil, err
 	}
 	s.keys.forget(k.Hash)
+	if k, err = s.backend.FindAPIKeyByIDUnscoped(ctx, id); err != nil {
+		return nil, err
+	}
 	if err := s.disableWebhooksOf(ctx, k); err != nil {
 		return nil, err
 	}
-	return s.backend.FindAPIKeyByIDUnscoped(ctx, id)
+	return k, nil
 }
 
 // Authenticate turns a raw key into a principal. Missing, malformed and

@@ -103,6 +103,10 @@ func (s *Service) AckEvents(ctx context.Context, ids []string) error {
 	return s.backend.DeleteEvents(ctx, ids)
 }
 
+// clockTolerance is how far apart the clocks of two processes may be for
+// FanOut's "changes after the subscription" rule.
+const clockTolerance = 5 * time.Second
+
 // FanOut stores one delivery per event and subscription that should get
 // it: enabled and unexpired, created no later than the event, asking for
 // the event type, allowed by its scopes, and whose filter matches the record (or, for key events,
@@ -129,9 +133,11 @@ func (s *Service) FanOut(ctx context.Context, events []Event) ([]*Delivery, erro
 		var payload []byte
 		for _, w := range ws {
 			// A subscription gets the changes made after it was created,
-			// even when an older event is fanned out late.
+			// even when an older event is fanned out late; the clocks of
+			// the processes that wrote the two may differ a little, and an
+			// extra early event is better than a missing one.
 			if w.status(now) == WebhookDisabled || w.status(now) == WebhookExpired || !w.Receives(ev.Type) ||
-				ev.CreatedAt.Before(w.CreatedAt) {
+				ev.CreatedAt.Before(w.CreatedAt.Add(-clockTolerance)) {
 				continue
 			}
 			if data == nil {
@@ -243,7 +249,8 @@ func (s *Service) WebhookFailed(ctx context.Context, w *Webhook, disableAfter ti
 
 // DisableFailingWebhooks disables, in every workspace, the enabled
 // subscriptions whose deliveries have failed without a success for longer
-// than after, even when no attempt is left to notice it. It returns how
+// than after, and kept failing over at least four fifths of it, even when
+// no attempt is left to notice it. It returns how
 // many it disabled.
 func (s *Service) DisableFailingWebhooks(ctx context.Context, after time.Duration) (int, error) {
 	wss, err := s.backend.FindWorkspaces(ctx)
@@ -261,6 +268,16 @@ func (s *Service) DisableFailingWebhooks(ctx context.Context, after time.Duratio
 			if !w.Enabled || w.FailingSince == nil || now.Sub(*w.FailingSince) < after {
 				continue
 			}
+			// Only continuous failure counts: attempts that kept failing
+			// over most of the window (a delivery's retries, jittered, may
+			// end a little before it), not one failure followed by silence.
+			last, err := s.lastFailedAttempt(ctx, w)
+			if err != nil {
+				return n, err
+			}
+			if last.Sub(*w.FailingSince) < after*4/5 {
+				continue
+			}
 			reason := fmt.Sprintf("Deliveries failed without a success from %s to %s (more than %s); "+
 				"fix the receiver, then re-enable the subscription (PATCH {\"enabled\": true}).",
 				w.FailingSince.UTC().Format(TimeFormat), now.Format(TimeFormat), shortDuration(after))
@@ -276,22 +293,45 @@ func (s *Service) DisableFailingWebhooks(ctx context.Context, after time.Duratio
 	return n, nil
 }
 
+// lastFailedAttempt returns when the latest failed attempt among w's
+// newest deliveries was made (zero if none).
+func (s *Service) lastFailedAttempt(ctx context.Context, w *Webhook) (time.Time, error) {
+	ds, err := s.backend.FindDeliveries(ctx, w.WorkspaceID, w.ID, DeliveryQuery{Limit: 20})
+	if err != nil {
+		return time.Time{}, err
+	}
+	var last time.Time
+	for _, d := range ds {
+		for _, a := range d.History {
+			if (a.StatusCode < 200 || a.StatusCode > 299) && a.At.After(last) {
+				last = a.At
+			}
+		}
+	}
+	return last, nil
+}
+
 // DisabledByRevocation is the disabled_reason of the subscriptions of a key
 // that was revoked.
 const DisabledByRevocation = "The API key that created this subscription was revoked."
 
-// disableWebhooksOf turns off the subscriptions created by a revoked key:
-// revoking a vendor's key cuts its data off, pushed as well as pulled. (A
-// key that merely expires, as an old key does after a rotation, keeps its
-// subscriptions.)
+// disableWebhooksOf turns off the subscriptions created by k, which was
+// just revoked: revoking a vendor's key cuts its data off, pushed as well as
+// pulled. (A key that merely expires, as an old key does after a rotation,
+// keeps its subscriptions.) A subscription changed after the revocation (a
+// manager turned it on again) is left alone, so that revoking again, or
+// retrying a revocation, never undoes that.
 func (s *Service) disableWebhooksOf(ctx context.Context, k *APIKey) error {
+	if k.RevokedAt == nil {
+		return nil
+	}
 	hooks, err := s.backend.FindWebhooks(ctx, k.WorkspaceID)
 	if err != nil {
 		return err
 	}
 	now := s.Now()
 	for _, w := range hooks {
-		if w.APIKeyID != k.ID || !w.Enabled {
+		if w.APIKeyID != k.ID || !w.Enabled || w.UpdatedAt.After(*k.RevokedAt) {
 			continue
 		}
 		if _, err := s.backend.DisableWebhook(ctx, k.WorkspaceID, w.ID, DisabledByRevocation, now, nil); err != nil {

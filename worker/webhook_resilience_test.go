@@ -287,33 +287,43 @@ func TestWebhookSweepDisablesFailing(t *testing.T) {
 	e := newHookEnv(t)
 	ctx := t.Context()
 	rc := newReceiver(t, func(_ int, w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusBadGateway) })
+	rejecting := newReceiver(t, func(_ int, w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusBadRequest) })
 	admin := e.admin(t)
 	w, _ := subscribe(t, admin, rc.url, "lead.*")
 	healthy, _ := subscribe(t, admin, newReceiver(t, nil).url, "lead.*")
-	e.hookServer(t, e.svc, nil, Config{WebhookRetrySchedule: []time.Duration{20 * time.Millisecond}}, nil)
+	// quiet fails once (a final 400), then nothing more is sent to it: one
+	// failure followed by silence is no continuous failure.
+	quiet, _ := subscribe(t, admin, rejecting.url, "lead.*")
+	e.hookServer(t, e.svc, nil, Config{WebhookRetrySchedule: []time.Duration{20 * time.Millisecond, 20 * time.Millisecond}}, nil)
 	if _, err := admin.CreateRecord(ctx, store.Leads, map[string]any{"name": "Evelyn"}); err != nil {
 		t.Fatal(err)
 	}
-	if d := e.delivery(t, w.ID, "the delivery to fail", finished); d.Status != store.DeliveryFailed || d.Attempts != 2 {
-		t.Fatalf("delivery %+v, want failed after two attempts", d)
+	if d := e.delivery(t, w.ID, "the delivery to fail", finished); d.Status != store.DeliveryFailed || d.Attempts != 3 {
+		t.Fatalf("delivery %+v, want failed after three attempts", d)
 	}
 	e.delivery(t, healthy.ID, "the healthy delivery", finished)
+	if d := e.delivery(t, quiet.ID, "the rejected delivery", finished); d.Status != store.DeliveryFailed || d.Attempts != 1 {
+		t.Fatalf("rejected delivery %+v, want failed after one attempt", d)
+	}
 	hook, err := admin.FindWebhookByID(ctx, w.ID)
 	if err != nil || hook.Status != store.WebhookFailing || hook.FailingSince == nil {
 		t.Fatalf("after the failed delivery: %+v %v", hook, err)
 	}
 
+	// The attempts span at least 32 ms (two waits of 20 ms, -20% jitter):
+	// more than four fifths of a 30 ms window.
+	const window = 30 * time.Millisecond
 	sweep := func(at time.Time, logs *capture) {
 		t.Helper()
-		h := NewWebhookHandlers(e.rdb, e.later(at), Config{Queues: e.queues, WebhookDisableAfter: time.Hour}, slog.New(logs))
+		h := NewWebhookHandlers(e.rdb, e.later(at), Config{Queues: e.queues, WebhookDisableAfter: window}, slog.New(logs))
 		if err := h.HandleWebhookSweepTask(ctx, NewWebhookSweepTask()); err != nil {
 			t.Fatal(err)
 		}
 	}
 	early := &capture{}
-	sweep(hook.FailingSince.Add(59*time.Minute), early)
+	sweep(hook.FailingSince.Add(window-10*time.Millisecond), early)
 	if hook, err := admin.FindWebhookByID(ctx, w.ID); err != nil || hook.Status != store.WebhookFailing {
-		t.Fatalf("59 minutes into the failure: %+v %v", hook, err)
+		t.Fatalf("before the window's end: %+v %v", hook, err)
 	}
 	logs := &capture{}
 	sweep(hook.FailingSince.Add(61*time.Minute), logs)
@@ -327,6 +337,9 @@ func TestWebhookSweepDisablesFailing(t *testing.T) {
 	}
 	if h, err := admin.FindWebhookByID(ctx, healthy.ID); err != nil || h.Status != store.WebhookActive {
 		t.Fatalf("the healthy subscription: %+v %v", h, err)
+	}
+	if h, err := admin.FindWebhookByID(ctx, quiet.ID); err != nil || h.Status != store.WebhookFailing {
+		t.Fatalf("a subscription that failed once and then got nothing: %+v %v", h, err)
 	}
 	again := &capture{}
 	sweep(hook.FailingSince.Add(2*time.Hour), again)

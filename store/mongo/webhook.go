@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -131,14 +132,31 @@ func (d *DB) UpdateWebhook(ctx context.Context, w *store.Webhook, prevUpdatedAt 
 		{Key: "updated_at", Value: w.UpdatedAt},
 	}
 	var unset bson.D
-	set, unset = setOrUnset(set, unset, "failing_since", w.FailingSince)
 	set, unset = setOrUnset(set, unset, "expires_at", w.ExpiresAt)
-	update := bson.D{{Key: "$set", Value: set}}
-	if len(unset) > 0 {
-		update = append(update, bson.E{Key: "$unset", Value: unset})
+	build := func(clearFailing bool) bson.D {
+		u := slices.Clone(unset)
+		if clearFailing {
+			u = append(u, bson.E{Key: "failing_since", Value: ""})
+		}
+		update := bson.D{{Key: "$set", Value: set}}
+		if len(u) > 0 {
+			update = append(update, bson.E{Key: "$unset", Value: u})
+		}
+		return update
 	}
 	filter := append(webhookFilter(w.WorkspaceID, w.ID), bson.E{Key: "updated_at", Value: prevUpdatedAt})
-	res, err := d.webhooks().UpdateOne(ctx, filter, update)
+	// failing_since is the worker's: cleared only when this update turns a
+	// disabled subscription on.
+	if w.Enabled {
+		res, err := d.webhooks().UpdateOne(ctx, append(slices.Clone(filter), bson.E{Key: "enabled", Value: false}), build(true))
+		if err != nil {
+			return translate(err, "update webhook", "webhook")
+		}
+		if res.MatchedCount > 0 {
+			return nil
+		}
+	}
+	res, err := d.webhooks().UpdateOne(ctx, filter, build(false))
 	if err != nil {
 		return translate(err, "update webhook", "webhook")
 	}

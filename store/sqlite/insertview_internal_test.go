@@ -5,15 +5,17 @@ import (
 	"encoding/json"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/hustack/hustack/store"
 )
 
-// TestInsertViewFollowsFields opens a file whose insert view of accounts
-// predates the country field: Open replaces the view and its trigger, and
-// both the record and its event then carry the field.
+// TestInsertViewFollowsFields opens a file that also holds the insert view
+// of a program whose accounts predate the country field: Open adds the
+// view of its own fields, and the record and its event carry the field,
+// while the older view stays and still works for the older program.
 func TestInsertViewFollowsFields(t *testing.T) {
 	ctx := t.Context()
 	path := filepath.Join(t.TempDir(), "view.db")
@@ -33,7 +35,7 @@ func TestInsertViewFollowsFields(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer raw.Close()
-	for _, s := range []string{"DROP VIEW " + quote(name), view, trigger} {
+	for _, s := range []string{view, trigger} {
 		if _, err := raw.Exec(s); err != nil {
 			t.Fatalf("%s: %v", s, err)
 		}
@@ -71,5 +73,24 @@ func TestInsertViewFollowsFields(t *testing.T) {
 	if evs[0].ID == "" || evs[0].Type != "account.created" || evs[0].WorkspaceID != rec.WorkspaceID ||
 		data["id"] != rec.ID || data["country"] != "Österreich" {
 		t.Errorf("event = %+v, data %s", evs[0], evs[0].Data)
+	}
+	// The older program's view was left alone and still inserts.
+	if current, _, _ := insertView(store.Accounts); current == name {
+		t.Fatalf("the views of two field lists have the same name %s", name)
+	}
+	oldTable := newTable(&old)
+	cols := oldTable.columns + ", " + eventViewColumns
+	args := []any{rec.WorkspaceID, store.NewID()}
+	for _, f := range old.Fields {
+		if f.Name == "name" {
+			args = append(args, "Older")
+		} else {
+			args = append(args, nil)
+		}
+	}
+	args = append(args, now.UnixMilli(), now.UnixMilli(), store.CreatedViaAPI, "", nil, store.NewID(), "account.created", now.UnixMilli(), []byte(`{}`))
+	marks := strings.TrimSuffix(strings.Repeat("?, ", len(args)), ", ")
+	if _, err := raw.Exec("INSERT INTO "+quote(name)+" ("+cols+") VALUES ("+marks+")", args...); err != nil {
+		t.Errorf("the older program's view no longer inserts: %v", err)
 	}
 }

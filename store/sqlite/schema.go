@@ -2,10 +2,11 @@ package sqlite
 
 import (
 	"context"
+	"crypto/sha256"
 	"database/sql"
+	"encoding/hex"
 	"fmt"
 	"regexp"
-	"slices"
 	"strings"
 
 	"github.com/hustack/hustack/store"
@@ -277,9 +278,15 @@ const eventViewColumns = "_event_id, _event_type, _event_created_at, _event_data
 // all, so a record is never stored without its event, nor an event
 // without its record, and no explicit transaction is needed for it. The
 // view selects no rows.
+//
+// The view's name ends with a hash of its statements, so that programs
+// built with different fields (an older CLI next to a newer server on one
+// file) each keep their own view instead of replacing each other's, which
+// would break the other's prepared inserts.
 func insertView(r *store.Resource) (name, view, trigger string) {
 	t := newTable(r)
-	name = r.Name + "_with_event"
+	sum := sha256.Sum256([]byte(t.columns))
+	name = insertViewPrefix(r) + hex.EncodeToString(sum[:4])
 	cols := strings.Split(t.columns, ", ")
 	values := make([]string, len(cols))
 	for i, c := range cols {
@@ -294,33 +301,49 @@ func insertView(r *store.Resource) (name, view, trigger string) {
 	return name, view, trigger
 }
 
-// createInsertView creates r's insert view and its trigger, replacing
-// them when r's fields have changed since they were created.
+// insertViewPrefix starts the names of r's insert views.
+func insertViewPrefix(r *store.Resource) string { return r.Name + "_with_event_" }
+
+// createInsertView creates r's insert view and its trigger unless they
+// exist. Views of other field lists are left to the programs using them.
 func createInsertView(ctx context.Context, tx *sql.Tx, r *store.Resource) error {
 	name, view, trigger := insertView(r)
-	rows, err := tx.QueryContext(ctx, "SELECT sql FROM sqlite_schema WHERE name IN (?, ?) ORDER BY type DESC",
-		name, name+"_insert")
+	var n int
+	if err := tx.QueryRowContext(ctx, "SELECT count(*) FROM sqlite_schema WHERE type = 'view' AND name = ?", name).Scan(&n); err != nil {
+		return err
+	}
+	if n > 0 {
+		return nil
+	}
+	for _, stmt := range []string{view, trigger} {
+		if _, err := tx.ExecContext(ctx, stmt); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// dropInsertViews drops every insert view (and so its trigger), before
+// migrations that may rebuild or rename the tables the triggers name.
+func dropInsertViews(ctx context.Context, tx *sql.Tx) error {
+	rows, err := tx.QueryContext(ctx, "SELECT name FROM sqlite_schema WHERE type = 'view' AND name LIKE '%\\_with\\_event%' ESCAPE '\\'")
 	if err != nil {
 		return err
 	}
-	var have []string
+	var names []string
 	for rows.Next() {
-		var s string
-		if err := rows.Scan(&s); err != nil {
+		var name string
+		if err := rows.Scan(&name); err != nil {
 			rows.Close()
 			return err
 		}
-		have = append(have, s)
+		names = append(names, name)
 	}
 	if err := rows.Close(); err != nil {
 		return err
 	}
-	if slices.Equal(have, []string{view, trigger}) {
-		return nil
-	}
-	// Dropping the view drops its trigger.
-	for _, stmt := range []string{"DROP VIEW IF EXISTS " + quote(name), view, trigger} {
-		if _, err := tx.ExecContext(ctx, stmt); err != nil {
+	for _, name := range names {
+		if _, err := tx.ExecContext(ctx, "DROP VIEW "+quote(name)); err != nil {
 			return err
 		}
 	}
@@ -347,6 +370,11 @@ func migrate(ctx context.Context, db *sql.DB) error {
 	}
 	if version > len(migrations) {
 		return fmt.Errorf("the database has schema version %d; this program knows up to %d: upgrade hustack", version, len(migrations))
+	}
+	if version < len(migrations) {
+		if err := dropInsertViews(ctx, tx); err != nil {
+			return fmt.Errorf("drop insert views: %w", err)
+		}
 	}
 	for i := version; i < len(migrations); i++ {
 		for _, stmt := range migrations[i] {

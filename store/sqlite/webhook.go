@@ -29,7 +29,8 @@ func (db *DB) prepareWebhooks(w, r func(string) *sql.Stmt) {
 	s.findWebhook = r(`SELECT ` + webhookColumns + ` FROM webhooks WHERE workspace_id = ? AND id = ?`)
 	s.findWebhooks = r(`SELECT ` + webhookColumns + ` FROM webhooks WHERE workspace_id = ? ORDER BY created_at, id`)
 	s.updateWebhook = w(`UPDATE webhooks SET url = ?, events = ?, description = ?, enabled = ?, disabled_reason = ?,
-		failing_since = ?, expires_at = ?, scopes = ?, updated_at = ? WHERE workspace_id = ? AND id = ? AND updated_at = ?`)
+		failing_since = CASE WHEN enabled = 0 AND ? THEN NULL ELSE failing_since END,
+		expires_at = ?, scopes = ?, updated_at = ? WHERE workspace_id = ? AND id = ? AND updated_at = ?`)
 	s.deleteWebhook = w(`DELETE FROM webhooks WHERE workspace_id = ? AND id = ?`)
 	s.deleteHookLog = w(`DELETE FROM deliveries WHERE workspace_id = ? AND webhook_id = ?`)
 	s.setFailing = w(`UPDATE webhooks SET failing_since = ? WHERE workspace_id = ? AND id = ? AND failing_since IS NULL`)
@@ -128,7 +129,7 @@ func (db *DB) UpdateWebhook(ctx context.Context, w *store.Webhook, prevUpdatedAt
 		return fmt.Errorf("sqlite: update webhook: %w", err)
 	}
 	res, err := db.stmt.updateWebhook.ExecContext(ctx,
-		w.URL, string(events), w.Description, w.Enabled, w.DisabledReason, nullMS(w.FailingSince), nullMS(w.ExpiresAt),
+		w.URL, string(events), w.Description, w.Enabled, w.DisabledReason, w.Enabled, nullMS(w.ExpiresAt),
 		joinScopes(w.Scopes), ms(w.UpdatedAt), w.WorkspaceID, w.ID, ms(prevUpdatedAt))
 	if err != nil {
 		return translate(err, "update webhook", "Webhook")

@@ -363,12 +363,15 @@ func (s *suite) webhooks(t *testing.T) {
 		want.Description = ""
 		want.Enabled = false
 		want.DisabledReason = store.DisabledByClient
-		want.FailingSince = ptr(at(time.Minute))
 		want.ExpiresAt = ptr(at(24 * time.Hour))
 		want.Scopes = scopes("read:leads")
 		want.UpdatedAt = at(time.Hour)
+		// The worker's failure streak, started meanwhile, is not undone by
+		// an update that read none.
+		must(t, b.SetWebhookFailing(t.Context(), wa.ID, orig.ID, ptr(at(time.Minute))), "SetWebhookFailing")
 		// What UpdateWebhook does not replace stays as created.
 		change := want
+		want.FailingSince = ptr(at(time.Minute))
 		change.Secret = store.GenerateWebhookSecret()
 		change.Filter = map[string]string{"source": "Vendor ABC"}
 		change.APIKeyID = store.NewID()
@@ -1127,6 +1130,20 @@ func (s *suite) webhooks(t *testing.T) {
 		want := []string{byRotated.ID, byAdmin.ID}
 		slices.Sort(want)
 		wantIDs(t, "subscriptions that get "+lead.ID, to, want)
+		// A manager turns it on again; revoking the key again changes nothing.
+		e.clock.Add(time.Second)
+		_, err = e.sc.UpdateWebhook(ctx, byVendor.ID, store.WebhookPatch{Enabled: ptr(true)})
+		must(t, err, "UpdateWebhook(enabled=true)")
+		e.clock.Add(time.Second)
+		_, err = e.sc.RevokeAPIKey(ctx, vendor.key.ID)
+		must(t, err, "RevokeAPIKey again")
+		_, err = e.svc.RevokeAPIKey(ctx, vendor.key.ID)
+		must(t, err, "operator RevokeAPIKey again")
+		got, err = e.sc.FindWebhookByID(ctx, byVendor.ID)
+		must(t, err, "FindWebhookByID")
+		if !got.Enabled {
+			t.Errorf("a subscription re-enabled after its key's revocation was turned off by revoking again: %+v", got)
+		}
 		// The operator's revocation does the same.
 		other := e.issue(t, store.KeyInput{WorkspaceID: e.wa.ID, Name: "other", Scopes: scopes("read:leads", "write:webhooks")})
 		byOther := e.subscribe(t, e.svc.Scoped(other.p), "lead.created")
@@ -1147,11 +1164,27 @@ func (s *suite) webhooks(t *testing.T) {
 		healthy := e.subscribe(t, e.sc, "lead.*")
 		off := e.subscribe(t, e.sc, "lead.*")
 		other := e.subscribe(t, e.scB, "lead.*")
+		quiet := e.subscribe(t, e.sc, "lead.*")
 		start := e.clock.Now()
-		for _, w := range []*store.Webhook{long, off} {
+		for _, w := range []*store.Webhook{long, off, quiet} {
 			must(t, b.SetWebhookFailing(ctx, e.wa.ID, w.ID, ptr(start)), "SetWebhookFailing")
 		}
 		must(t, b.SetWebhookFailing(ctx, e.wb.ID, other.ID, ptr(start)), "SetWebhookFailing")
+		// long and other keep failing for 60 h; quiet failed once, then
+		// nothing more was sent to it.
+		failed := func(w *store.Webhook, ats ...time.Duration) {
+			t.Helper()
+			d := &store.Delivery{ID: store.NewID(), WorkspaceID: w.WorkspaceID, WebhookID: w.ID, EventID: store.NewID(),
+				EventType: "lead.created", Payload: []byte(`{}`), Status: store.DeliveryFailed, CreatedAt: start, UpdatedAt: start}
+			for _, at := range ats {
+				d.History = append(d.History, store.Attempt{At: start.Add(at), StatusCode: 500, Error: "HTTP 500"})
+			}
+			d.Attempts = len(d.History)
+			must(t, b.InsertDeliveries(ctx, []*store.Delivery{d}), "InsertDeliveries")
+		}
+		failed(long, 0, time.Hour, 60*time.Hour)
+		failed(other, 0, 60*time.Hour)
+		failed(quiet, 0)
 		_, err := e.sc.UpdateWebhook(ctx, off.ID, store.WebhookPatch{Enabled: ptr(false)})
 		must(t, err, "UpdateWebhook")
 		e.clock.Add(71 * time.Hour)
@@ -1169,7 +1202,7 @@ func (s *suite) webhooks(t *testing.T) {
 			sc      *store.Scoped
 			w       *store.Webhook
 			enabled bool
-		}{{e.sc, long, false}, {e.sc, recent, true}, {e.sc, healthy, true}, {e.scB, other, false}} {
+		}{{e.sc, long, false}, {e.sc, recent, true}, {e.sc, healthy, true}, {e.scB, other, false}, {e.sc, quiet, true}} {
 			got, err := c.sc.FindWebhookByID(ctx, c.w.ID)
 			must(t, err, "FindWebhookByID")
 			if got.Enabled != c.enabled || (!c.enabled && !strings.Contains(got.DisabledReason, "re-enable")) {
@@ -1197,7 +1230,7 @@ func (s *suite) webhooks(t *testing.T) {
 		ctx := t.Context()
 		_, err := e.sc.CreateRecord(ctx, store.Leads, map[string]any{"name": "Before the subscription"})
 		must(t, err, "CreateRecord")
-		e.clock.Add(time.Second)
+		e.clock.Add(time.Minute)
 		w := e.subscribe(t, e.sc, "lead.*")
 		after, err := e.sc.CreateRecord(ctx, store.Leads, map[string]any{"name": "After the subscription"})
 		must(t, err, "CreateRecord")
