@@ -1,13 +1,9 @@
 package api_test
 
 import (
-	"context"
 	"encoding/base64"
-	"encoding/binary"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"net/netip"
 	"regexp"
@@ -16,10 +12,9 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/net/dns/dnsmessage"
-
 	"github.com/hustack/hustack/api"
 	"github.com/hustack/hustack/store"
+	"github.com/hustack/hustack/store/dnstest"
 )
 
 // webhookJSON is a decoded subscription of the API.
@@ -96,64 +91,6 @@ func checkWebhookShape(t *testing.T, m map[string]any, extra ...string) {
 
 var secretPattern = regexp.MustCompile(`^whsec_[A-Za-z0-9+/]{43}=$`)
 
-// fakeResolver answers DNS queries in process from a table of names and
-// addresses; other names do not exist. No query leaves the process.
-func fakeResolver(names map[string]string) *net.Resolver {
-	return &net.Resolver{PreferGo: true, Dial: func(context.Context, string, string) (net.Conn, error) {
-		client, server := net.Pipe()
-		go serveDNS(server, names)
-		return client, nil
-	}}
-}
-
-// serveDNS answers one query on c, framed as over TCP (a net.Pipe is no
-// packet connection, so the resolver frames its query that way).
-func serveDNS(c net.Conn, names map[string]string) {
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-	var n [2]byte
-	if _, err := io.ReadFull(c, n[:]); err != nil {
-		return
-	}
-	msg := make([]byte, binary.BigEndian.Uint16(n[:]))
-	if _, err := io.ReadFull(c, msg); err != nil {
-		return
-	}
-	var p dnsmessage.Parser
-	h, err := p.Start(msg)
-	if err != nil {
-		return
-	}
-	q, err := p.Question()
-	if err != nil {
-		return
-	}
-	resp := dnsmessage.Message{Header: dnsmessage.Header{ID: h.ID, Response: true, Authoritative: true, RecursionAvailable: true},
-		Questions: []dnsmessage.Question{q}}
-	rh := dnsmessage.ResourceHeader{Name: q.Name, Type: q.Type, Class: dnsmessage.ClassINET, TTL: 60}
-	addr, ok := names[strings.TrimSuffix(q.Name.String(), ".")]
-	switch ip := netip.MustParseAddr(cmpOr(addr, "0.0.0.0")); {
-	case !ok:
-		resp.RCode = dnsmessage.RCodeNameError
-	case q.Type == dnsmessage.TypeA && ip.Is4():
-		resp.Answers = []dnsmessage.Resource{{Header: rh, Body: &dnsmessage.AResource{A: ip.As4()}}}
-	case q.Type == dnsmessage.TypeAAAA && ip.Is6():
-		resp.Answers = []dnsmessage.Resource{{Header: rh, Body: &dnsmessage.AAAAResource{AAAA: ip.As16()}}}
-	}
-	b, err := resp.Pack()
-	if err != nil {
-		return
-	}
-	_, _ = c.Write(append(binary.BigEndian.AppendUint16(nil, uint16(len(b))), b...))
-}
-
-func cmpOr(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
-}
-
 // TestWebhookAPI runs the webhook routes on each backend: the target
 // checks without and with HUSTACK_WEBHOOK_ALLOW_INSECURE, scopes, vendor
 // keys, keys narrower than a subscription (which see and touch only those
@@ -167,11 +104,11 @@ func TestWebhookAPI(t *testing.T) {
 		// e allows any target (as with HUSTACK_WEBHOOK_ALLOW_INSECURE=true);
 		// strict does not, and resolves names with a fake DNS.
 		e := newEnv(t, b, withServiceOptions(store.WithTargetPolicy(store.TargetPolicy{AllowInsecure: true})))
-		strict := newEnv(t, b, withServiceOptions(store.WithTargetPolicy(store.TargetPolicy{Resolver: fakeResolver(map[string]string{
-			"hooks.example.com":    "93.184.215.14",
-			"internal.example.com": "10.0.0.7",
-			"metadata.example.com": "169.254.169.254",
-			"v6.example.com":       "fd00:ec2::254",
+		strict := newEnv(t, b, withServiceOptions(store.WithTargetPolicy(store.TargetPolicy{Resolver: dnstest.Resolver(map[string][]netip.Addr{
+			"hooks.example.com":    {netip.MustParseAddr("93.184.215.14")},
+			"internal.example.com": {netip.MustParseAddr("10.0.0.7")},
+			"metadata.example.com": {netip.MustParseAddr("169.254.169.254")},
+			"v6.example.com":       {netip.MustParseAddr("fd00:ec2::254")},
 		})})))
 		webhookTargets(t, strict, e)
 		webhookScenarios(t, e)

@@ -3,14 +3,13 @@ package store
 import (
 	"context"
 	"encoding/json"
-	"net"
 	"net/netip"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
-	"golang.org/x/net/dns/dnsmessage"
+	"github.com/hustack/hustack/store/dnstest"
 )
 
 func TestMatchEvent(t *testing.T) {
@@ -160,63 +159,8 @@ func TestPublicAddr(t *testing.T) {
 	}
 }
 
-// fakeDNS answers A queries on loopback from a table: a stand-in for the
-// internet's DNS, which tests cannot reach.
-func fakeDNS(t *testing.T, table map[string][]netip.Addr) *net.Resolver {
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pc.Close() })
-	go func() {
-		buf := make([]byte, 1500)
-		for {
-			n, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			var p dnsmessage.Parser
-			h, err := p.Start(buf[:n])
-			if err != nil {
-				continue
-			}
-			q, err := p.Question()
-			if err != nil {
-				continue
-			}
-			b := dnsmessage.NewBuilder(nil, dnsmessage.Header{ID: h.ID, Response: true, Authoritative: true})
-			b.EnableCompression()
-			_ = b.StartQuestions()
-			_ = b.Question(q)
-			_ = b.StartAnswers()
-			addrs, known := table[strings.TrimSuffix(q.Name.String(), ".")]
-			for _, a := range addrs {
-				rh := dnsmessage.ResourceHeader{Name: q.Name, Class: dnsmessage.ClassINET, TTL: 60}
-				switch {
-				case a.Is4() && q.Type == dnsmessage.TypeA:
-					_ = b.AResource(rh, dnsmessage.AResource{A: a.As4()})
-				case a.Is6() && q.Type == dnsmessage.TypeAAAA:
-					_ = b.AAAAResource(rh, dnsmessage.AAAAResource{AAAA: a.As16()})
-				}
-			}
-			msg, err := b.Finish()
-			if err != nil {
-				continue
-			}
-			if !known { // NXDOMAIN
-				msg[3] |= 3
-			}
-			_, _ = pc.WriteTo(msg, from)
-		}
-	}()
-	return &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		var d net.Dialer
-		return d.DialContext(ctx, "udp", pc.LocalAddr().String())
-	}}
-}
-
 func TestCheckURL(t *testing.T) {
-	res := fakeDNS(t, map[string][]netip.Addr{
+	res := dnstest.Resolver(map[string][]netip.Addr{
 		"hooks.example.com": {netip.MustParseAddr("93.184.216.34")},
 		"internal.example":  {netip.MustParseAddr("10.0.0.7")},
 		"mixed.example":     {netip.MustParseAddr("93.184.216.34"), netip.MustParseAddr("127.0.0.1")},
