@@ -374,15 +374,7 @@ func (sc *Scoped) RevokeAPIKey(ctx context.Context, id string) (*KeyInfo, error)
 	if err != nil {
 		return nil, err
 	}
-	if err := sc.s.backend.RevokeAPIKey(ctx, sc.p.WorkspaceID, k.ID, sc.s.Now()); err != nil {
-		return nil, err
-	}
-	sc.s.keys.forget(k.Hash)
-	k, err = sc.s.backend.FindAPIKeyByID(ctx, sc.p.WorkspaceID, k.ID)
-	if err != nil {
-		return nil, err
-	}
-	if err := sc.s.disableWebhooksOf(ctx, k); err != nil {
+	if k, err = sc.s.revoke(ctx, k); err != nil {
 		return nil, err
 	}
 	infos, err := sc.keyInfo(ctx, []*APIKey{k})

@@ -204,3 +204,13 @@ func ResourceByName(name string) (*Resource, bool) {
 	}
 	return nil, false
 }
+
+// ResourceBySingular returns the resource named in the singular ("deal").
+func ResourceBySingular(name string) (*Resource, bool) {
+	for _, r := range Resources {
+		if r.Singular == name {
+			return r, true
+		}
+	}
+	return nil, false
+}

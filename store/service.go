@@ -188,11 +188,19 @@ func (s *Service) RevokeAPIKey(ctx context.Context, id string) (*APIKey, error) 
 	if err != nil {
 		return nil, err
 	}
+	return s.revoke(ctx, k)
+}
+
+// revoke revokes k (unless it already is), forgets it in the key cache and
+// turns off the webhook subscriptions it created; it returns the key as
+// stored after.
+func (s *Service) revoke(ctx context.Context, k *APIKey) (*APIKey, error) {
 	if err := s.backend.RevokeAPIKey(ctx, k.WorkspaceID, k.ID, s.Now()); err != nil {
 		return nil, err
 	}
 	s.keys.forget(k.Hash)
-	if k, err = s.backend.FindAPIKeyByIDUnscoped(ctx, id); err != nil {
+	k, err := s.backend.FindAPIKeyByID(ctx, k.WorkspaceID, k.ID)
+	if err != nil {
 		return nil, err
 	}
 	if err := s.disableWebhooksOf(ctx, k); err != nil {

@@ -66,16 +66,6 @@ func eventScope(t string) (Scope, *Resource) {
 	return ReadScope(r.Name), r
 }
 
-// ResourceBySingular returns the resource named in the singular ("deal").
-func ResourceBySingular(name string) (*Resource, bool) {
-	for _, r := range Resources {
-		if r.Singular == name {
-			return r, true
-		}
-	}
-	return nil, false
-}
-
 // MatchEvent reports whether event type t matches pattern p: "*", a prefix
 // with a wildcard ("deal.*") or the type itself.
 func MatchEvent(p, t string) bool {
