@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/hustack/hustack/store"
+	"github.com/hustack/hustack/store/sqlite"
 )
 
 // schemaV1 is the schema as schema version 1 created it: no external_id, no
@@ -74,10 +75,7 @@ func TestMigrateFromV1(t *testing.T) {
 	keyID := store.NewID()
 	acc1, acc2, deal, note := store.NewID(), store.NewID(), store.NewID(), store.NewID()
 	ms := func(d time.Duration) int64 { return t0.Add(d).UnixMilli() }
-	for _, s := range []struct {
-		q    string
-		args []any
-	}{
+	execAll(t, raw, []stmt{
 		{`INSERT INTO workspaces VALUES (?, 'Old workspace', ?)`, []any{ws, ms(0)}},
 		{`INSERT INTO api_keys VALUES (?, ?, 'old key', ?, ?, 'read:accounts,read:deals,write:accounts,write:deals', ?, ?, NULL, NULL, NULL)`,
 			[]any{keyID, ws, key[:len(store.KeyPrefix)+6], store.HashKey(key), store.DefaultRateLimit.String(), ms(0)}},
@@ -91,26 +89,10 @@ func TestMigrateFromV1(t *testing.T) {
 			[]any{note, ws, acc2, ms(5 * time.Second), ms(5 * time.Second), keyID}},
 		{`INSERT INTO usage_logs VALUES (?, ?, ?, 'GET', '/api/v1/accounts', 200, 1.5, ?, '2025-01-15', 'r', 'rest', 'ua')`,
 			[]any{store.NewID(), ws, keyID, ms(time.Minute)}},
-	} {
-		if _, err := raw.Exec(s.q, s.args...); err != nil {
-			t.Fatalf("%s: %v", s.q, err)
-		}
-	}
+	}...)
 	must(t, raw.Close())
 
-	db := openPath(t, path)
-	defer db.Close()
-
-	// The schema is the current one.
-	raw, err = sql.Open("sqlite", path)
-	must(t, err)
-	defer raw.Close()
-	var version int
-	must(t, raw.QueryRow("PRAGMA user_version").Scan(&version))
-	if version != 4 {
-		t.Errorf("user_version after the upgrade = %d, want 4", version)
-	}
-	checkIndexes(t, raw)
+	db, raw := upgrade(t, path)
 
 	// Nothing was lost.
 	got, err := db.FindRecordByID(ctx, store.Accounts, ws, acc1)
@@ -226,30 +208,14 @@ func TestMigrateFromV2(t *testing.T) {
 	key := store.GenerateKey()
 	keyID := store.NewID()
 	expires := t0.Add(30 * 24 * time.Hour)
-	for _, s := range []struct {
-		q    string
-		args []any
-	}{
+	execAll(t, raw, []stmt{
 		{`INSERT INTO workspaces VALUES (?, 'Version 2', ?)`, []any{ws, t0.UnixMilli()}},
 		{`INSERT INTO api_keys VALUES (?, ?, 'v2 key', ?, ?, 'read:leads,write:leads', '600/m', ?, ?, NULL, NULL)`,
 			[]any{keyID, ws, key[:len(store.KeyPrefix)+6], store.HashKey(key), t0.UnixMilli(), expires.UnixMilli()}},
-	} {
-		if _, err := raw.Exec(s.q, s.args...); err != nil {
-			t.Fatalf("%s: %v", s.q, err)
-		}
-	}
+	}...)
 	must(t, raw.Close())
 
-	db := openPath(t, path)
-	defer db.Close()
-	raw, err = sql.Open("sqlite", path)
-	must(t, err)
-	defer raw.Close()
-	var version int
-	must(t, raw.QueryRow("PRAGMA user_version").Scan(&version))
-	if version != 4 {
-		t.Errorf("user_version after the upgrade = %d, want 4", version)
-	}
+	db, raw := upgrade(t, path)
 
 	// Old rows read as a key without a filter in a workspace without a policy.
 	w, err := db.FindWorkspaceByID(ctx, ws)
@@ -327,10 +293,7 @@ func TestMigrateFromV3(t *testing.T) {
 	admin := store.GenerateKey()
 	adminID, vendorID, leadID := store.NewID(), store.NewID(), store.NewID()
 	soon := t0.Add(3 * 24 * time.Hour)
-	for _, s := range []struct {
-		q    string
-		args []any
-	}{
+	execAll(t, raw, []stmt{
 		{`INSERT INTO workspaces VALUES (?, 'Version 3', ?, 0, 0, 0)`, []any{ws, t0.UnixMilli()}},
 		{`INSERT INTO api_keys VALUES (?, ?, 'v3 admin', ?, ?, ?, '600/m', ?, NULL, NULL, NULL, NULL)`,
 			[]any{adminID, ws, admin[:len(store.KeyPrefix)+6], store.HashKey(admin), "admin:keys,read:leads,write:leads,read:webhooks,write:webhooks",
@@ -339,24 +302,10 @@ func TestMigrateFromV3(t *testing.T) {
 			[]any{vendorID, ws, store.HashKey(store.GenerateKey()), t0.UnixMilli(), soon.UnixMilli()}},
 		{`INSERT INTO leads VALUES (?, ?, 'Old lead', NULL, NULL, 'New', 'Vendor XYZ', ?, ?, 'api', ?)`,
 			[]any{leadID, ws, t0.UnixMilli(), t0.UnixMilli(), adminID}},
-	} {
-		if _, err := raw.Exec(s.q, s.args...); err != nil {
-			t.Fatalf("%s: %v", s.q, err)
-		}
-	}
+	}...)
 	must(t, raw.Close())
 
-	db := openPath(t, path)
-	defer db.Close()
-	raw, err = sql.Open("sqlite", path)
-	must(t, err)
-	defer raw.Close()
-	var version int
-	must(t, raw.QueryRow("PRAGMA user_version").Scan(&version))
-	if version != 4 {
-		t.Errorf("user_version after the upgrade = %d, want 4", version)
-	}
-	checkIndexes(t, raw)
+	db, raw := upgrade(t, path)
 	var announced sql.NullInt64
 	must(t, raw.QueryRow("SELECT expiring_announced_at FROM api_keys WHERE id = ?", vendorID).Scan(&announced))
 	if announced.Valid {
@@ -422,4 +371,39 @@ func TestMigrateFromV3(t *testing.T) {
 	if evs, err := db2.ClaimEvents(ctx, clock, clock, 10); err != nil || len(evs) != 0 {
 		t.Errorf("the outbox after reopening holds %d events (%v), want none", len(evs), err)
 	}
+}
+
+// stmt is a statement and its arguments.
+type stmt struct {
+	q    string
+	args []any
+}
+
+// execAll runs statements on raw, failing the test at the first error.
+func execAll(t *testing.T, raw *sql.DB, stmts ...stmt) {
+	t.Helper()
+	for _, s := range stmts {
+		if _, err := raw.Exec(s.q, s.args...); err != nil {
+			t.Fatalf("%s: %v", s.q, err)
+		}
+	}
+}
+
+// upgrade opens the file at path, which migrates it, checks that it now
+// has the current schema version and every index, and returns the store
+// and a plain connection to the file; both are closed when the test ends.
+func upgrade(t *testing.T, path string) (*sqlite.DB, *sql.DB) {
+	t.Helper()
+	db := openPath(t, path)
+	t.Cleanup(func() { db.Close() })
+	raw, err := sql.Open("sqlite", path)
+	must(t, err)
+	t.Cleanup(func() { raw.Close() })
+	var version int
+	must(t, raw.QueryRow("PRAGMA user_version").Scan(&version))
+	if version != 4 {
+		t.Errorf("user_version after the upgrade = %d, want 4", version)
+	}
+	checkIndexes(t, raw)
+	return db, raw
 }
